@@ -1,0 +1,66 @@
+# gearbox: the two newcomer commands are `make run` and `make test`.
+SHELL := /bin/bash
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc)
+LISTEN ?= 127.0.0.1:8080
+BACKEND ?=
+CTEST_ARGS ?=
+
+DEB_PACKAGES := build-essential cmake pkg-config node-llhttp liburing-dev libboost-fiber-dev \
+  libboost-context-dev libcxxopts-dev libtomlplusplus-dev libgtest-dev libcurl4-openssl-dev \
+  wrk curl nginx-light python3 python3-matplotlib util-linux procps iproute2
+
+.PHONY: all deps build build-asan run test test-unit format format-check bench bench-smoke clean
+
+all: build
+
+# Installs only what is missing; runs apt-get only then.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing" $$missing; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(ASAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGEARBOX_SANITIZE=ON
+
+# Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target gearbox_unit_tests
+
+run: build
+	./$(BUILD)/gearbox --listen $(LISTEN) $(if $(BACKEND),--backend $(BACKEND))
+
+test-unit: build-asan
+	cd $(ASAN_BUILD) && ctest --output-on-failure -L unit $(CTEST_ARGS)
+
+test: build build-asan
+	cd $(ASAN_BUILD) && ctest --output-on-failure -L unit $(CTEST_ARGS)
+	cd $(BUILD) && ctest --output-on-failure -j 2 $(CTEST_ARGS)
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.cpp' '*.hpp')
+
+bench: build
+	python3 loadtest/run.py --build $(BUILD) $(BENCH_ARGS)
+
+bench-smoke: build
+	python3 loadtest/run.py --build $(BUILD) --smoke
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

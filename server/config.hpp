@@ -1,0 +1,96 @@
+// The whole configuration as plain data: what flags and the TOML file say, validated.
+// config.cpp fills it (cxxopts + toml++); everything else only reads it.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "http/parser.hpp"
+
+namespace gearbox::core {
+
+using Duration = std::chrono::milliseconds;
+
+enum class Mode : std::uint8_t { kEcho, kProxy };
+enum class Balance : std::uint8_t { kRoundRobin, kLeastConnections };
+
+// A resolved socket address plus its text form ("10.0.0.1:80", "[::1]:8080") for logs.
+struct Endpoint {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  std::string text;
+};
+
+struct UpstreamServer {
+  Endpoint endpoint;
+  int weight = 1;
+};
+
+// An upstream group: nginx's `upstream name { server ...; }` plus its proxy_* settings.
+struct UpstreamGroup {
+  std::string name;
+  std::vector<UpstreamServer> servers;
+  Balance balance = Balance::kRoundRobin;
+  std::optional<std::string> host;    // Host sent upstream; unset = the client's Host
+  int max_fails = 1;                  // consecutive connect failures before skipping (nginx)
+  Duration fail_timeout{10'000};      // how long a failed server is skipped
+  std::string health_path;            // active check: GET this path; empty = passive only
+  Duration health_interval{5'000};
+  Duration connect_timeout{5'000};
+  Duration read_timeout{60'000};
+  Duration send_timeout{60'000};
+  std::size_t keepalive = 32;         // idle pooled connections kept per worker per server
+  Duration keepalive_timeout{60'000}; // a pooled connection idle longer is closed
+};
+
+// nginx's `location <prefix> { proxy_pass http://<group>; }`; longest prefix wins.
+struct Route {
+  std::string prefix;
+  std::string group;
+  bool strip_prefix = false;
+};
+
+// An address block whose X-Forwarded-For we trust and append to.
+struct Cidr {
+  sockaddr_storage base{};
+  int bits = 0;
+};
+
+struct Config {
+  std::string config_file;  // empty when none
+  std::string backend = "thread";
+  Mode mode = Mode::kEcho;
+  std::string listen = "127.0.0.1:8080";
+  int backlog = 511;
+  int workers = 256;        // prefork: most worker processes
+  int min_spare = 5;        // prefork
+  int max_spare = 10;       // prefork
+  bool reuseport = false;   // prefork: a listener per worker
+  int threads = 0;          // pool/fiber: worker threads; 0 = chosen from the machine
+  std::size_t thread_stack = 256 * 1024;  // thread: per-connection stack size
+  int max_connections = 10'000;
+
+  http::Limits limits;
+  Duration header_timeout{10'000};
+  Duration idle_timeout{60'000};
+  Duration body_timeout{60'000};
+  Duration send_timeout{60'000};
+  Duration drain_timeout{10'000};
+
+  std::vector<UpstreamGroup> groups;  // proxy mode
+  std::vector<Route> routes;          // proxy mode; empty = everything to groups[0]
+  std::vector<Cidr> trusted_proxies;
+
+  bool access_log = false;
+  std::string log_level = "info";
+
+  // Not configurable: measured by main at start-up, used by /cpu/<ms> (the core has no clock).
+  std::uint64_t cpu_iterations_per_ms = 100'000;
+};
+
+}  // namespace gearbox::core

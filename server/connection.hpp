@@ -1,0 +1,107 @@
+// The sans-I/O core of one client connection (and of the upstream connection it may drive).
+// A driver feeds it events with the current time and asks for its wants; it never touches a
+// socket, a thread or a clock (DESIGN.md, "The core is sans-I/O").
+#pragma once
+
+#include <sys/uio.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "server/config.hpp"
+
+namespace gearbox::core {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+inline constexpr TimePoint kNever = TimePoint::max();
+
+class Upstreams;  // balancer + health state shared by the connections of a worker
+
+// What every connection of one worker shares. Outlives all its connections.
+struct Context {
+  const Config* config = nullptr;
+  Upstreams* upstreams = nullptr;  // proxy mode only
+  bool draining = false;           // set by the driver before calling on_drain()
+};
+
+// Who is on the other end of the client socket.
+struct Peer {
+  std::string address;  // "127.0.0.1" or "::1", no port
+  const sockaddr_storage* addr = nullptr;  // for trusted-proxy checks; may be null in tests
+};
+
+enum class CloseMode : std::uint8_t {
+  kGraceful,  // close(2) after everything wanted was written
+  kAbort,     // reset: SO_LINGER 0 then close(2) (client misbehaved or timed out mid-write)
+};
+
+// How the upstream connection is to be let go. The driver does it, then reports
+// on_upstream_released().
+enum class Release : std::uint8_t {
+  kNone,
+  kReuse,    // the exchange ended cleanly: back into this worker's pool for that endpoint
+  kDiscard,  // close it
+};
+
+// A snapshot of what the core wants now. Asking twice with no event in between gives the same
+// wants. Each slot holds at most one operation; a lent span stays valid and untouched until
+// that slot's completion event is reported. Empty span = nothing wanted in that slot.
+struct Wants {
+  std::span<char> client_read;
+  std::span<const iovec> client_write;
+  bool client_shutdown_write = false;  // shutdown(SHUT_WR) once, then keep serving the slots
+
+  const Endpoint* upstream_connect = nullptr;  // open a connection to this endpoint
+  bool upstream_may_reuse = false;             // a pooled idle connection to it may serve
+  std::span<char> upstream_read;
+  std::span<const iovec> upstream_write;
+  Release release_upstream = Release::kNone;
+
+  TimePoint deadline = kNever;  // report on_deadline(now) once now >= deadline
+
+  bool done = false;  // close the client (close_mode) and destroy the Connection
+  CloseMode close_mode = CloseMode::kGraceful;
+};
+
+class Connection {
+ public:
+  Connection(Context& ctx, Peer peer, TimePoint now);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  Wants wants() const;
+
+  // Client events. n == 0 on read means EOF. `err` is an errno value.
+  void on_client_read(std::size_t n, TimePoint now);
+  void on_client_written(std::size_t n, TimePoint now);
+  void on_client_error(int err, TimePoint now);
+
+  // Upstream events (proxy mode).
+  void on_upstream_connected(bool reused, TimePoint now);
+  void on_upstream_connect_failed(int err, TimePoint now);
+  void on_upstream_read(std::size_t n, TimePoint now);  // 0 = EOF
+  void on_upstream_written(std::size_t n, TimePoint now);
+  void on_upstream_error(int err, TimePoint now);
+  void on_upstream_released(TimePoint now);
+
+  // The deadline in wants() has passed.
+  void on_deadline(TimePoint now);
+  // The server is shutting down: close when idle, finish what is in flight with
+  // Connection: close.
+  void on_drain(TimePoint now);
+
+  // True when waiting for the first byte of a request with nothing in flight (safe to close).
+  bool idle() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace gearbox::core
