@@ -1,0 +1,116 @@
+// Idle keep-alive connections to upstream servers, per endpoint, LIFO, with idle timeout.
+#include "backends/common/upstream_pool.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace gearbox::backends {
+namespace {
+
+// An idle HTTP/1.1 upstream connection has nothing to say: readable means it was closed
+// (EOF, reset) or it sent bytes nobody asked for. Either way it cannot carry a new request.
+bool still_usable(int fd) {
+  char byte;
+  ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+}  // namespace
+
+UpstreamPool::UpstreamPool(std::size_t default_keep, core::Duration default_timeout)
+    : default_keep_(default_keep), default_timeout_(default_timeout) {}
+
+UpstreamPool::UpstreamPool(const core::Config& config, std::size_t default_keep,
+                           core::Duration default_timeout)
+    : UpstreamPool(default_keep, default_timeout) {
+  for (const core::UpstreamGroup& group : config.groups) {
+    for (const core::UpstreamServer& server : group.servers) {
+      Slot& slot = slots_[server.endpoint.text];
+      slot.keep = group.keepalive;
+      slot.timeout = group.keepalive_timeout;
+      slot.idle.reserve(group.keepalive);
+    }
+  }
+}
+
+UpstreamPool::~UpstreamPool() {
+  for (auto& [key, slot] : slots_) {
+    for (const Idle& idle : slot.idle) {
+      ::close(idle.fd);
+    }
+  }
+}
+
+UpstreamPool::Slot& UpstreamPool::slot_for(const core::Endpoint& ep) {
+  auto it = slots_.find(ep.text);
+  if (it != slots_.end()) {
+    return it->second;
+  }
+  Slot& slot = slots_[ep.text];
+  slot.keep = default_keep_;
+  slot.timeout = default_timeout_;
+  return slot;
+}
+
+int UpstreamPool::take(const core::Endpoint& ep, core::TimePoint now) {
+  std::lock_guard lock(mu_);
+  auto it = slots_.find(ep.text);
+  if (it == slots_.end()) {
+    return -1;
+  }
+  Slot& slot = it->second;
+  while (!slot.idle.empty()) {
+    Idle idle = slot.idle.back();
+    slot.idle.pop_back();
+    if (now - idle.since < slot.timeout && still_usable(idle.fd)) {
+      return idle.fd;
+    }
+    ::close(idle.fd);
+  }
+  return -1;
+}
+
+bool UpstreamPool::put(const core::Endpoint& ep, int fd, core::TimePoint now) {
+  std::lock_guard lock(mu_);
+  Slot& slot = slot_for(ep);
+  // Expired ones are at the front; dropping them first makes room.
+  std::size_t expired = 0;
+  while (expired < slot.idle.size() && now - slot.idle[expired].since >= slot.timeout) {
+    ::close(slot.idle[expired].fd);
+    ++expired;
+  }
+  slot.idle.erase(slot.idle.begin(), slot.idle.begin() + static_cast<std::ptrdiff_t>(expired));
+  if (slot.keep == 0) {
+    ::close(fd);
+    return false;
+  }
+  if (slot.idle.size() >= slot.keep) {
+    // Full: keep the fresh connection, close the one idle longest (nginx does the same).
+    ::close(slot.idle.front().fd);
+    slot.idle.erase(slot.idle.begin());
+  }
+  slot.idle.push_back(Idle{fd, now});
+  return true;
+}
+
+void UpstreamPool::sweep(core::TimePoint now) {
+  std::lock_guard lock(mu_);
+  for (auto& [key, slot] : slots_) {
+    std::size_t expired = 0;
+    while (expired < slot.idle.size() && now - slot.idle[expired].since >= slot.timeout) {
+      ::close(slot.idle[expired].fd);
+      ++expired;
+    }
+    slot.idle.erase(slot.idle.begin(), slot.idle.begin() + static_cast<std::ptrdiff_t>(expired));
+  }
+}
+
+std::size_t UpstreamPool::idle_count(const core::Endpoint& ep) const {
+  std::lock_guard lock(mu_);
+  auto it = slots_.find(ep.text);
+  return it == slots_.end() ? 0 : it->second.idle.size();
+}
+
+}  // namespace gearbox::backends

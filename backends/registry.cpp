@@ -1,0 +1,40 @@
+// The explicit list of backends main can run, in display order (no self-registering statics:
+// static libraries drop them). A backend this host cannot run says why in `unavailable`.
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backends/thread/thread_backend.hpp"
+#include "server/backend.hpp"
+
+namespace gearbox::core {
+namespace {
+
+std::string always_available() {
+  return {};
+}
+
+}  // namespace
+
+const std::vector<BackendInfo>& backend_registry() {
+  static const std::vector<BackendInfo> kBackends = {
+      {"thread", "one OS thread per connection, blocking I/O", &always_available,
+       &backends::make_thread_backend},
+  };
+  return kBackends;
+}
+
+const BackendInfo* find_backend(std::string_view name) {
+  for (const BackendInfo& info : backend_registry()) {
+    if (info.name == name) {
+      return &info;
+    }
+  }
+  return nullptr;
+}
+
+std::string_view default_backend() {
+  return "thread";
+}
+
+}  // namespace gearbox::core
