@@ -13,14 +13,17 @@
 namespace gearbox::http {
 
 struct Limits {
-  std::size_t max_header = 16 * 1024;   // request/status line + header section, bytes -> 414/431
-  std::size_t max_headers = 100;        // field count -> 431
-  std::uint64_t max_body = 1024 * 1024; // body bytes (0 = unlimited) -> 413
+  std::size_t max_header = 16 * 1024;    // request/status line + header section, bytes -> 414/431
+  std::size_t max_headers = 100;         // field count -> 431
+  std::uint64_t max_body = 1024 * 1024;  // body bytes (0 = unlimited) -> 413
 };
 
 // What one call to feed() found. `consumed` bytes of the input were used; `body`, when not
 // empty, is a piece of body (chunk framing removed) pointing into the caller's input, so it
-// lives as long as the caller keeps that input.
+// lives as long as the caller keeps that input. Any step may carry a body piece (kNeedMore,
+// kData, kEnd, and kError for the bytes before the fault): handle `body` first, then `kind`.
+// kNeedMore always consumes the whole input; other kinds may consume 0 bytes (e.g. kEnd right
+// after the kHead of a message without a body), so keep calling feed() until kNeedMore.
 struct ParseStep {
   enum class Kind : std::uint8_t {
     kNeedMore,  // all input consumed, message not finished (body may still be non-empty)
@@ -38,6 +41,13 @@ struct ParseStep {
 
 // Parses requests on one connection, one after another (pipelining). Contract: feed() the
 // unconsumed rest of the stream; at most one body piece and one event come back per call.
+// Strict (RFC 9112): errors as listed in error.hpp; trailing whitespace of field values is
+// trimmed; trailers of a chunked body are in trailers() at kEnd.
+// Upgrade (head().upgrade: CONNECT, or "Connection: upgrade" with an Upgrade field and no
+// body): kHead as usual, then every later feed() returns kUpgrade with consumed == 0; the
+// bytes after the head are not HTTP and the parser is done. An Upgrade on a request with a
+// body is ignored (RFC 9110 §7.8): upgrade == false and the body is parsed.
+// After a kEnd whose head is not keep_alive, later input is consumed and ignored (kNeedMore).
 class RequestParser {
  public:
   explicit RequestParser(const Limits& limits);
@@ -66,7 +76,14 @@ class RequestParser {
 // Parses responses from one upstream connection. Call expect() with the request's method before
 // each response so that HEAD and CONNECT are framed right (RFC 9112 §6.3). Any malformation is
 // Error::kBadGateway. 1xx interim responses (other than 101) come as kHead followed by kEnd
-// with head().status < 200; the caller then expects the final response.
+// with head().status < 200; the caller then feeds on for the final response (the method given
+// to expect() stays in force until the next expect(), so calling it again is not needed).
+// No body (framing kNone) after HEAD, 1xx, 204, 304 and a 2xx to CONNECT, whatever the fields
+// say (content_length still holds a Content-Length value). 101, and a 2xx to CONNECT, give
+// kHead then kUpgrade (consumed == 0) on every later feed(): the rest is a tunnel.
+// Neither Content-Length nor chunked: framing kUntilClose, keep_alive false, ended by
+// feed_eof(). Transfer-Encoding other than chunked is refused (kBadGateway). Limits apply as
+// for requests (max_body only when non-zero), all reported as kBadGateway.
 class ResponseParser {
  public:
   explicit ResponseParser(const Limits& limits);
