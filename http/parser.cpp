@@ -387,21 +387,15 @@ int on_body(llhttp_t* p, const char* at, std::size_t n) {
     assert(e.body.data() + e.body.size() == at);
     e.body = {e.body.data(), e.body.size() + n};
   }
-  if (!e.request && e.res->framing == Framing::kUntilClose) {
-    e.body_total += n;
-    if (e.limits.max_body != 0 && e.body_total > e.limits.max_body) {
-      return e.fail(Error::kBadGateway);
-    }
-  }
   return 0;
 }
 
 int on_chunk_header(llhttp_t* p) {
   Engine& e = Engine::of(p);
   e.body_total += p->content_length;
-  if (e.limits.max_body != 0 &&
+  if (e.request && e.limits.max_body != 0 &&
       (p->content_length > e.limits.max_body || e.body_total > e.limits.max_body)) {
-    e.fail(e.as_response(Error::kBodyTooLarge));
+    e.fail(Error::kBodyTooLarge);
     return -1;
   }
   if (p->content_length == 0) {
@@ -539,10 +533,6 @@ int Engine::response_head() {
     h.framing = Framing::kLength;
   } else {
     h.framing = Framing::kUntilClose;
-  }
-  if (h.framing == Framing::kLength && limits.max_body != 0 && f.cl > limits.max_body) {
-    fail(Error::kBadGateway);
-    return -1;
   }
   h.keep_alive = (h.version_minor == 1 ? !f.conn_close : (f.conn_keep_alive && !f.conn_close)) &&
                  h.framing != Framing::kUntilClose && !upgrade;

@@ -82,8 +82,9 @@ class RequestParser {
 // say (content_length still holds a Content-Length value). 101, and a 2xx to CONNECT, give
 // kHead then kUpgrade (consumed == 0) on every later feed(): the rest is a tunnel.
 // Neither Content-Length nor chunked: framing kUntilClose, keep_alive false, ended by
-// feed_eof(). Transfer-Encoding other than chunked is refused (kBadGateway). Limits apply as
-// for requests (max_body only when non-zero), all reported as kBadGateway.
+// feed_eof(). Transfer-Encoding other than chunked is refused (kBadGateway). max_header and
+// max_headers apply as for requests (reported as kBadGateway); max_body does not (bodies are
+// streamed). feed_eof() while idle() is kError too: the upstream closed without answering.
 class ResponseParser {
  public:
   explicit ResponseParser(const Limits& limits);

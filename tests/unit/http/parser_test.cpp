@@ -605,6 +605,16 @@ TEST(ResponseParser, HeaderLimitsAre502) {
             error(502));
 }
 
+TEST(ResponseParser, MaxBodyDoesNotApplyToResponses) {
+  Limits limits;
+  limits.max_body = 2;
+  EXPECT_EQ(res("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", Method::kGet, false, limits),
+            "head 200 OK 1.1 length=3 keep-alive [Content-Length: 3]\nbody[abc]\nend\n");
+  EXPECT_EQ(res("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+                Method::kGet, false, limits),
+            "head 200 OK 1.1 chunked keep-alive [Transfer-Encoding: chunked]\nbody[abc]\nend\n");
+}
+
 TEST(ResponseParser, IdleUntilTheFirstByte) {
   Limits limits;
   ResponseParser p(limits);
