@@ -1,0 +1,177 @@
+// Conformance of the program around the core, over every backend: the listening line, graceful
+// drain on SIGTERM/SIGINT, --check, and bad flag values (one line naming the flag, status 2).
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/conformance/conformance.hpp"
+
+namespace gearbox::test {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+class LifecycleTest : public ConformanceTest {};
+GEARBOX_CONFORMANCE_SUITE(LifecycleTest);
+
+TEST_P(LifecycleTest, ReportsItsPortAndServesOnIt) {
+  ASSERT_TRUE(start_server());
+  EXPECT_EQ(server_.first_line(), "gearbox: listening on 127.0.0.1:" + std::to_string(port()) +
+                                      " (backend " + GetParam() + ", mode echo)");
+  HttpResponse r = exchange(port(), "GET /health HTTP/1.1\r\nHost: test\r\n\r\n");
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 200);
+}
+
+TEST_P(LifecycleTest, LogLinesAreTagged) {
+  ASSERT_TRUE(start_server());
+  ASSERT_TRUE(exchange(port(), "GET /health HTTP/1.1\r\nHost: test\r\n\r\n").ok());
+  EXPECT_EQ(server_.stop(), 0);
+  for (const auto& line : server_.log_lines()) {
+    EXPECT_TRUE(line.starts_with("gearbox: ")) << "untagged stderr line: " << line;
+  }
+}
+
+void expect_drain(ServerProcess& server, int sig) {
+  Socket s = Socket::connect(server.port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  auto start = Clock::now();
+  ASSERT_TRUE(s.send_all("GET /delay/500 HTTP/1.1\r\nHost: test\r\n\r\n"));
+  std::this_thread::sleep_for(100ms);
+  server.send_signal(sig);
+  HttpResponse r = s.read_response(3s);
+  ASSERT_TRUE(r.ok()) << "in-flight request not finished during drain: " << r.error << "\nlog:\n"
+                      << server.log_text();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_GE(Clock::now() - start, 500ms);
+  auto status = server.wait_exit(5s);
+  ASSERT_TRUE(status.has_value()) << "server still running 5 s after the signal; log:\n"
+                                  << server.log_text();
+  EXPECT_EQ(*status, 0) << server.log_text();
+}
+
+TEST_P(LifecycleTest, SigtermDrainsInFlightRequest) {
+  ASSERT_TRUE(start_server({"--drain-timeout", "3s"}));
+  expect_drain(server_, SIGTERM);
+}
+
+TEST_P(LifecycleTest, SigintDrainsInFlightRequest) {
+  ASSERT_TRUE(start_server({"--drain-timeout", "3s"}));
+  expect_drain(server_, SIGINT);
+}
+
+TEST_P(LifecycleTest, StopsAcceptingAfterSigterm) {
+  ASSERT_TRUE(start_server({"--drain-timeout", "3s"}));
+  Socket busy = Socket::connect(port());
+  ASSERT_TRUE(busy.valid()) << busy.error();
+  ASSERT_TRUE(busy.send_all("GET /delay/800 HTTP/1.1\r\nHost: test\r\n\r\n"));
+  std::this_thread::sleep_for(100ms);
+  server_.send_signal(SIGTERM);
+  std::this_thread::sleep_for(200ms);
+  // The server is still draining `busy`; a new connection must not be served.
+  Socket late = Socket::connect(port(), 1s);
+  if (late.valid()) {
+    late.send_all("GET /plaintext HTTP/1.1\r\nHost: test\r\n\r\n");
+    HttpResponse r = late.read_response(3s);
+    EXPECT_FALSE(r.ok() && r.status == 200) << "a connection made after SIGTERM was served";
+  }
+  HttpResponse r = busy.read_response(3s);
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 200);
+  auto status = server_.wait_exit(5s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(*status, 0);
+}
+
+TEST_P(LifecycleTest, IdleKeepAliveDoesNotHoldUpShutdown) {
+  ASSERT_TRUE(start_server({"--drain-timeout", "5s", "--idle-timeout", "30s"}));
+  Socket idle = Socket::connect(port());
+  ASSERT_TRUE(idle.valid());
+  ASSERT_TRUE(idle.send_all("GET /health HTTP/1.1\r\nHost: test\r\n\r\n"));
+  ASSERT_TRUE(idle.read_response().ok());
+  auto start = Clock::now();
+  server_.send_signal(SIGTERM);
+  auto status = server_.wait_exit(5s);
+  ASSERT_TRUE(status.has_value()) << server_.log_text();
+  EXPECT_EQ(*status, 0);
+  EXPECT_LT(Clock::now() - start, 2s) << "an idle keep-alive connection delayed the exit";
+  EXPECT_TRUE(idle.wait_for_close(1s).closed);
+}
+
+TEST_P(LifecycleTest, DrainTimeoutBoundsShutdown) {
+  ASSERT_TRUE(start_server({"--drain-timeout", "500ms"}));
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid());
+  ASSERT_TRUE(s.send_all("GET /delay/10000 HTTP/1.1\r\nHost: test\r\n\r\n"));
+  std::this_thread::sleep_for(100ms);
+  auto start = Clock::now();
+  server_.send_signal(SIGTERM);
+  auto status = server_.wait_exit(4s);
+  ASSERT_TRUE(status.has_value()) << "not out within 4 s with --drain-timeout 500ms; log:\n"
+                                  << server_.log_text();
+  EXPECT_LT(Clock::now() - start, 2500ms);
+  // Abandoning a request at the drain deadline may be logged; it is not an error of the test.
+  allow_error("drain");
+}
+
+// A bad flag must fail at once, so a server that starts anyway is cut after 3 s.
+ProcessResult run_gearbox(const std::vector<std::string>& args, Millis timeout = 3s) {
+  std::vector<std::string> argv{gearbox_binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_process(argv, timeout);
+}
+
+TEST_P(LifecycleTest, CheckValidatesAndExits) {
+  ProcessResult r = run_gearbox(
+      {"--backend", GetParam(), "--mode", "echo", "--listen", "127.0.0.1:0", "--check"});
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.err_text();
+  for (const auto& line : r.err_lines) {
+    EXPECT_FALSE(line.starts_with("gearbox: listening")) << "--check must not serve";
+    EXPECT_FALSE(is_error_line(line)) << line;
+  }
+}
+
+struct BadFlag {
+  std::string flag;
+  std::string value;
+};
+
+TEST_P(LifecycleTest, BadFlagValuesExit2WithOneLineNamingTheFlag) {
+  const std::vector<BadFlag> cases = {
+      {"--header-timeout", "soon"},   {"--idle-timeout", "5parsecs"},   {"--body-timeout", "fast"},
+      {"--send-timeout", "ms"},       {"--drain-timeout", "1x"},        {"--max-body", "lots"},
+      {"--max-header", "12q"},        {"--max-headers", "many"},        {"--max-connections", "x1"},
+      {"--listen", "not-an-address"}, {"--backend", "no-such-backend"}, {"--mode", "mirror"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.flag + " " + c.value);
+    std::vector<std::string> args = {"--backend", GetParam(), "--mode",
+                                     "echo",      "--listen", "127.0.0.1:0"};
+    args.push_back(c.flag);
+    args.push_back(c.value);
+    ProcessResult r = run_gearbox(args);
+    EXPECT_FALSE(r.timed_out) << "a bad flag value must not start the server";
+    EXPECT_EQ(r.status, 2) << r.err_text();
+    ASSERT_EQ(r.err_lines.size(), 1u) << r.err_text();
+    std::string name = c.flag.substr(2);
+    EXPECT_NE(r.err_lines[0].find(name), std::string::npos)
+        << "the line does not name " << c.flag << ": " << r.err_lines[0];
+    EXPECT_TRUE(r.err_lines[0].starts_with("gearbox: ")) << r.err_lines[0];
+  }
+}
+
+TEST_P(LifecycleTest, UnknownFlagExits2) {
+  ProcessResult r = run_gearbox({"--backend", GetParam(), "--no-such-flag", "1"});
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 2) << r.err_text();
+  EXPECT_NE(r.err_text().find("no-such-flag"), std::string::npos) << r.err_text();
+}
+
+}  // namespace
+}  // namespace gearbox::test
