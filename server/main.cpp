@@ -1,0 +1,167 @@
+// gearbox's entry point: load the configuration, pick the backend, calibrate /cpu, open the
+// listener, turn SIGTERM/SIGINT into a readable drain pipe, then let the backend serve.
+// Exit status: 0 clean drain or --check ok, 2 configuration error, otherwise the backend's.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "backends/common/socket.hpp"
+#include "server/backend.hpp"
+#include "server/config_load.hpp"
+#include "server/cpu_burn.hpp"
+#include "server/log.hpp"
+
+namespace {
+
+using gearbox::core::log_line;
+using gearbox::core::LogLevel;
+
+int g_drain_write_fd = -1;
+
+// Async-signal-safe: one byte into the drain pipe. Nobody reads it, so the read end stays
+// readable for every poller in every thread (and, after fork, every worker process).
+void on_stop_signal(int) {
+  int saved_errno = errno;
+  char byte = 1;
+  ssize_t ignored = ::write(g_drain_write_fd, &byte, 1);
+  (void)ignored;
+  errno = saved_errno;
+}
+
+// Returns the read end of the drain pipe, or -1 (with a logged reason).
+int install_stop_signals() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    log_line(LogLevel::kError, std::string("pipe: ") + std::strerror(errno));
+    return -1;
+  }
+  ::fcntl(fds[1], F_SETFL, ::fcntl(fds[1], F_GETFL) | O_NONBLOCK);
+  g_drain_write_fd = fds[1];
+  struct sigaction action = {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  ::sigaction(SIGTERM, &action, nullptr);
+  ::sigaction(SIGINT, &action, nullptr);
+  return fds[0];
+}
+
+void raise_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+      gearbox::core::log_debug("cannot raise the open-file limit: %s", std::strerror(errno));
+    }
+  }
+}
+
+// Iterations of burn_cpu per millisecond on this machine: a warm-up, then ~20 ms measured.
+std::uint64_t calibrate_cpu() {
+  using Clock = std::chrono::steady_clock;
+  volatile std::uint64_t sink = gearbox::core::burn_cpu(200'000);
+  constexpr std::uint64_t kChunk = 20'000;
+  std::uint64_t iterations = 0;
+  auto start = Clock::now();
+  std::chrono::duration<double, std::milli> elapsed{};
+  do {
+    sink = sink + gearbox::core::burn_cpu(kChunk);
+    iterations += kChunk;
+    elapsed = Clock::now() - start;
+  } while (elapsed.count() < 20.0);
+  auto per_ms = static_cast<std::uint64_t>(static_cast<double>(iterations) / elapsed.count());
+  return per_ms > 0 ? per_ms : 1;
+}
+
+std::string backend_names() {
+  std::string names;
+  for (const auto& info : gearbox::core::backend_registry()) {
+    names += (names.empty() ? "" : ", ") + std::string(info.name);
+  }
+  return names;
+}
+
+std::string backend_help() {
+  std::string text = "\nBackends:\n";
+  for (const auto& info : gearbox::core::backend_registry()) {
+    std::string line = "  " + std::string(info.name);
+    line.resize(12, ' ');
+    line += std::string(info.model);
+    std::string why = info.unavailable();
+    if (!why.empty()) {
+      line += " (unavailable here: " + why + ")";
+    }
+    text += line + "\n";
+  }
+  return text;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace gearbox;
+  ::signal(SIGPIPE, SIG_IGN);
+
+  core::ConfigResult loaded = core::load_config(argc, argv);
+  if (!loaded.ok) {
+    log_line(LogLevel::kError, loaded.error);
+    return loaded.exit_status;
+  }
+  if (loaded.exit_now) {
+    std::string output = loaded.output;
+    if (loaded.help) {
+      output += backend_help();
+    }
+    std::fputs(output.c_str(), stdout);
+    return loaded.exit_status;
+  }
+  core::Config& config = loaded.config;
+  core::set_log_level(core::parse_log_level(config.log_level).value_or(LogLevel::kInfo));
+  core::set_access_log(config.access_log);
+
+  const core::BackendInfo* backend_info = core::find_backend(config.backend);
+  if (backend_info == nullptr) {
+    log_line(LogLevel::kError, loaded.backend_source + ": unknown backend \"" + config.backend +
+                                   "\" (known: " + backend_names() + ")");
+    return core::kConfigErrorStatus;
+  }
+  if (std::string why = backend_info->unavailable(); !why.empty()) {
+    log_line(LogLevel::kError, loaded.backend_source + ": backend \"" + config.backend +
+                                   "\" is not available here: " + why);
+    return core::kConfigErrorStatus;
+  }
+  if (loaded.check) {
+    std::fputs("configuration ok\n", stdout);
+    return 0;
+  }
+
+  raise_file_limit();
+  config.cpu_iterations_per_ms = calibrate_cpu();
+
+  std::string error;
+  std::optional<core::Listener> listener =
+      backends::open_listener(config.listen, config.backlog, config.reuseport, &error);
+  if (!listener) {
+    log_line(LogLevel::kError, "--listen: " + error);
+    return 1;
+  }
+  int drain_fd = install_stop_signals();
+  if (drain_fd < 0) {
+    return 1;
+  }
+  std::unique_ptr<core::Backend> backend = backend_info->make();
+  core::log_plain("listening on " + listener->address + " (backend " + config.backend + ", mode " +
+                  std::string(core::mode_name(config.mode)) + ")");
+  core::log_debug("cpu calibration: %llu iterations per ms",
+                  static_cast<unsigned long long>(config.cpu_iterations_per_ms));
+  int status = backend->run(config, *listener, drain_fd);
+  core::log_debug("exiting with status %d", status);
+  return status;
+}
