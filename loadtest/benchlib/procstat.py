@@ -1,0 +1,212 @@
+# What a server costs, read from /proc: CPU seconds, context switches, RSS, threads and
+# processes, summed over the whole process tree (prefork's workers included).
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+
+
+def parse_stat(text: str) -> dict:
+    """Fields of /proc/<pid>/stat we use (comm may contain spaces and parentheses)."""
+    rest = text[text.rindex(")") + 2:].split()
+    # rest[0] is field 3 (state); field n is rest[n - 3].
+    return {
+        "ppid": int(rest[1]),
+        "utime": int(rest[11]) / CLK_TCK,
+        "stime": int(rest[12]) / CLK_TCK,
+        "threads": int(rest[17]),
+        "rss": int(rest[21]) * PAGE,
+    }
+
+
+def parse_ctxt(text: str) -> tuple[int, int]:
+    vol = invol = 0
+    for line in text.splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            vol = int(line.split()[1])
+        elif line.startswith("nonvoluntary_ctxt_switches:"):
+            invol = int(line.split()[1])
+    return vol, invol
+
+
+def cpu_times(cpus: list[int]) -> tuple[float, float]:
+    """(busy, total) jiffies summed over the given CPUs, from /proc/stat."""
+    busy = total = 0.0
+    want = {f"cpu{c}" for c in cpus}
+    for line in (_read("/proc/stat") or "").splitlines():
+        parts = line.split()
+        if parts and parts[0] in want:
+            v = [float(x) for x in parts[1:]]
+            idle = v[3] + (v[4] if len(v) > 4 else 0)
+            total += sum(v[:8])
+            busy += sum(v[:8]) - idle
+    return busy, total
+
+
+def busy_share(before: tuple[float, float], after: tuple[float, float], ncpus: int) -> float:
+    """How many of ncpus CPUs were busy between two cpu_times() readings (0..ncpus)."""
+    total = after[1] - before[1]
+    if total <= 0:
+        return 0.0
+    return (after[0] - before[0]) / total * ncpus
+
+
+def process_tree(root: int) -> list[int]:
+    """root and all its descendants alive now (scans /proc for parent links)."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        text = _read(f"/proc/{name}/stat")
+        if text is None:
+            continue
+        try:
+            ppid = parse_stat(text)["ppid"]
+        except (ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in out:
+            continue
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+@dataclass
+class Snapshot:
+    cpu: dict[int, tuple[float, float]] = field(default_factory=dict)  # pid -> (user, sys)
+    rss: int = 0
+    threads: int = 0
+    processes: int = 0
+
+
+class TreeSampler:
+    """Samples a process tree while a load runs.
+
+    CPU: per process (a process's stat already sums all its threads, exited ones included);
+    the last value seen per pid counts, so a worker that exits mid-run loses at most one
+    sampling interval. Context switches: per thread (/proc/<pid>/task/<tid>/status), last
+    value seen per thread; threads are sampled less often than RSS because reading 10,000 of
+    them costs time on the client core. RSS: the sum of VmRSS over the tree, peak kept.
+    """
+
+    def __init__(self, root: int, interval: float = 0.1, task_interval: float = 1.0):
+        self.root = root
+        self.interval = interval
+        self.task_interval = task_interval
+        self.base_cpu: dict[int, tuple[float, float]] = {}
+        self.base_ctxt: dict[tuple[int, int], tuple[int, int]] = {}
+        self.last_cpu: dict[int, tuple[float, float]] = {}
+        self.last_ctxt: dict[tuple[int, int], tuple[int, int]] = {}
+        self.peak_rss = 0
+        self.peak_threads = 0
+        self.peak_processes = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def sample(self, tasks: bool) -> Snapshot:
+        snap = Snapshot()
+        pids = process_tree(self.root)
+        for pid in pids:
+            text = _read(f"/proc/{pid}/stat")
+            if text is None:
+                continue
+            st = parse_stat(text)
+            snap.cpu[pid] = (st["utime"], st["stime"])
+            snap.rss += st["rss"]
+            snap.threads += st["threads"]
+            snap.processes += 1
+        ctxt: dict[tuple[int, int], tuple[int, int]] = {}
+        if tasks:
+            for pid in pids:
+                try:
+                    tids = os.listdir(f"/proc/{pid}/task")
+                except OSError:
+                    continue
+                for tid in tids:
+                    text = _read(f"/proc/{pid}/task/{tid}/status")
+                    if text is not None:
+                        ctxt[(pid, int(tid))] = parse_ctxt(text)
+        with self._lock:
+            self.last_cpu.update(snap.cpu)
+            self.last_ctxt.update(ctxt)
+            self.peak_rss = max(self.peak_rss, snap.rss)
+            self.peak_threads = max(self.peak_threads, snap.threads)
+            self.peak_processes = max(self.peak_processes, snap.processes)
+            self.samples += 1
+        return snap
+
+    def baseline(self) -> Snapshot:
+        """Call before the load starts: what the idle server holds."""
+        snap = self.sample(tasks=True)
+        self.base_cpu = dict(self.last_cpu)
+        self.base_ctxt = dict(self.last_ctxt)
+        with self._lock:
+            self.peak_rss = snap.rss
+            self.peak_threads = snap.threads
+            self.peak_processes = snap.processes
+        return snap
+
+    def _loop(self) -> None:
+        next_tasks = time.monotonic() + self.task_interval
+        while not self._stop.is_set():
+            now = time.monotonic()
+            tasks = now >= next_tasks
+            t0 = time.monotonic()
+            self.sample(tasks=tasks)
+            spent = time.monotonic() - t0
+            if tasks:
+                next_tasks = time.monotonic() + max(self.task_interval, 4 * spent)
+            self._stop.wait(max(self.interval, 2 * spent))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="tree-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stops the background sampling and takes a last full sample."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.sample(tasks=True)
+
+    def totals(self) -> dict:
+        with self._lock:
+            user = sys_ = 0.0
+            for pid, (u, s) in self.last_cpu.items():
+                bu, bs = self.base_cpu.get(pid, (0.0, 0.0))
+                user += u - bu
+                sys_ += s - bs
+            vol = invol = 0
+            for key, (v, i) in self.last_ctxt.items():
+                bv, bi = self.base_ctxt.get(key, (0, 0))
+                vol += v - bv
+                invol += i - bi
+            return {
+                "cpu_user_s": round(user, 3),
+                "cpu_sys_s": round(sys_, 3),
+                "ctxt_voluntary": vol,
+                "ctxt_involuntary": invol,
+                "peak_rss_bytes": self.peak_rss,
+                "peak_threads": self.peak_threads,
+                "peak_processes": self.peak_processes,
+                "samples": self.samples,
+            }

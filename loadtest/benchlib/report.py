@@ -1,0 +1,406 @@
+# The Markdown report: an overview, then one table per scenario (backends as rows, ratios to
+# the best and to the peers) and a short explanation written from the measured figures.
+from __future__ import annotations
+
+from .matrix import BACKEND_MODELS, KNOWN_BACKENDS, SCENARIOS
+
+PEERS = ("nginx", "go")
+
+
+def order_key(name: str) -> tuple[int, str]:
+    known = list(KNOWN_BACKENDS) + list(PEERS)
+    return (known.index(name) if name in known else len(KNOWN_BACKENDS), name)
+
+
+def med(entry: dict, key: str) -> float | None:
+    if key.startswith("latency_p"):
+        v = entry.get("latency_us", {}).get(key[len("latency_p"):])
+        return v["median"] if v else None
+    v = entry.get(key)
+    return v["median"] if v else None
+
+
+def fmt_num(v: float | None, digits: int = 0) -> str:
+    if v is None:
+        return "-"
+    if digits == 0:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def fmt_range(st: dict | None, scale: float = 1.0, digits: int = 0) -> str:
+    if not st:
+        return "-"
+    m, lo, hi = st["median"] * scale, st["min"] * scale, st["max"] * scale
+    if lo == hi:
+        return fmt_num(m, digits)
+    return f"{fmt_num(m, digits)} ({fmt_num(lo, digits)}–{fmt_num(hi, digits)})"
+
+
+def fmt_ms(us: float | None) -> str:
+    if us is None:
+        return "-"
+    ms = us / 1000
+    return f"{ms:.2f}" if ms < 10 else f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}"
+
+
+def fmt_bytes_k(b: float | None) -> str:
+    if b is None:
+        return "-"
+    return f"{b / 1024:.1f}" if b < 100 * 1024 else f"{b / 1024:,.0f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if not a or not b:
+        return "-"
+    return f"{a / b:.2f}×"
+
+
+def rows_for(summary: dict, scenario: str) -> dict[str, dict]:
+    rows = {e["backend"]: e for e in summary.values() if e["scenario"] == scenario}
+    return dict(sorted(rows.items(), key=lambda kv: order_key(kv[0])))
+
+
+def good(rows: dict[str, dict], peers: bool = False) -> dict[str, dict]:
+    return {k: v for k, v in rows.items()
+            if v["good_runs"] and (peers or v["kind"] != "peer")}
+
+
+def per_request(entry: dict, key: str) -> float | None:
+    v, n = med(entry, key), med(entry, "requests")
+    if v is None or not n:
+        return None
+    return v / n
+
+
+def best_worst(rows: dict[str, dict], key: str) -> tuple[str, str] | None:
+    cands = [(med(v, key), k) for k, v in rows.items() if med(v, key)]
+    if not cands:
+        return None
+    cands.sort()
+    return cands[-1][1], cands[0][1]
+
+
+def table(rows: dict[str, dict], scenario: dict) -> list[str]:
+    g = good(rows)
+    best = max((med(v, "rps_per_core") or 0 for v in g.values()), default=0)
+    peers = [p for p in PEERS if p in rows and rows[p]["good_runs"]]
+    head = ["backend", "req/s", "req/s per server core", "server cores", "bottleneck",
+            "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "errors", "CPU user+sys s",
+            "ctx switches vol / invol", "peak RSS MiB", "RSS per conn KiB", "threads / procs",
+            "÷ best"] + [f"÷ {p}" for p in peers]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, e in rows.items():
+        label = f"{name} (peer)" if e["kind"] == "peer" else name
+        if not e["good_runs"]:
+            why = "; ".join(e["problems"])[:160]
+            status = ", ".join(e["statuses"])
+            text = why if why.startswith(status) else f"{status}: {why}" if why else status
+            out.append(f"| {label} | {text} |" + " |" * (len(head) - 2))
+            continue
+        lat = e["latency_us"]
+        cpu = None
+        if e.get("cpu_user_s") and e.get("cpu_sys_s"):
+            cpu = f"{e['cpu_user_s']['median']:.1f} + {e['cpu_sys_s']['median']:.1f}"
+        pc = med(e, "rps_per_core")
+        cells = [
+            label,
+            fmt_range(e["rps"]),
+            f"**{fmt_range(e['rps_per_core'])}**",
+            fmt_num(med(e, "server_cores"), 2),
+            e["bottleneck"],
+            fmt_ms(lat["50"]["median"] if lat["50"] else None),
+            fmt_ms(lat["90"]["median"] if lat["90"] else None),
+            fmt_ms(lat["99"]["median"] if lat["99"] else None),
+            fmt_ms(lat["99.9"]["median"] if lat["99.9"] else None),
+            fmt_num(med(e, "errors")),
+            cpu or "-",
+            f"{fmt_num(med(e, 'ctxt_voluntary'))} / {fmt_num(med(e, 'ctxt_involuntary'))}",
+            fmt_num((med(e, "peak_rss_bytes") or 0) / 2**20, 1),
+            fmt_bytes_k(med(e, "rss_per_conn_bytes")),
+            f"{fmt_num(med(e, 'peak_threads'))} / {fmt_num(med(e, 'peak_processes'))}",
+            ratio(pc, best),
+        ] + [ratio(pc, med(rows[p], "rps_per_core")) for p in peers]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+# ---- explanations: each returns sentences built from the figures of one scenario ----------
+
+def _pc(e: dict) -> str:
+    return f"{fmt_num(med(e, 'rps_per_core'))} req/s per core"
+
+
+def _spread(g: dict[str, dict], key: str = "rps_per_core") -> str:
+    bw = best_worst(g, key)
+    if not bw or bw[0] == bw[1]:
+        if len(g) == 1:
+            name = next(iter(g))
+            return f"Only {name} ran: {_pc(g[name])}."
+        return ""
+    b, w = bw
+    r = med(g[b], key) / med(g[w], key)
+    if r < 1.1:
+        return (f"All backends are within {(r - 1) * 100:.0f} % of each other "
+                f"({w} {fmt_num(med(g[w], key))} to {b} {_pc(g[b])}).")
+    return f"{b} leads with {_pc(g[b])}, {w} trails with {_pc(g[w])} ({r:.1f}× apart)."
+
+
+def _switches(g: dict[str, dict]) -> str:
+    parts = []
+    for name, e in g.items():
+        v = per_request(e, "ctxt_voluntary")
+        if v is not None:
+            parts.append(f"{name} {v:.2f}")
+    if not parts:
+        return ""
+    return "Voluntary context switches per request: " + ", ".join(parts) + "."
+
+
+def _memory(g: dict[str, dict], conns: int) -> str:
+    parts = []
+    for name, e in g.items():
+        k = med(e, "rss_per_conn_bytes")
+        if k is not None:
+            parts.append(f"{name} {fmt_bytes_k(k)} KiB ({fmt_num(med(e, 'peak_threads'))} threads"
+                         f", {fmt_num(med(e, 'peak_processes'))} processes)")
+    if not parts:
+        return ""
+    return f"Resident memory added per connection at {conns:,} connections: " + "; ".join(parts) + "."
+
+
+def _model_memory_notes(g: dict[str, dict]) -> list[str]:
+    notes = []
+    t, p, u, f = (g.get(n) for n in ("thread", "pool", "uring", "fiber"))
+    pf = g.get("prefork")
+    if t:
+        notes.append("thread-per-connection grows by a kernel thread and the touched pages of its "
+                     f"stack per connection ({fmt_num(med(t, 'peak_threads'))} threads at the peak)")
+    if pf:
+        notes.append("prefork pays a whole process per concurrent connection "
+                     f"({fmt_num(med(pf, 'peak_processes'))} processes at the peak), each with its "
+                     "own page tables and copy-on-write pages")
+    if p:
+        notes.append("the pool keeps an idle connection as a registered fd and its buffers only, "
+                     f"on {fmt_num(med(p, 'peak_threads'))} threads in all")
+    if u:
+        notes.append("uring holds a coroutine frame per connection, sized by the compiler")
+    if f:
+        notes.append("a fiber costs its stack (allocated whole, touched lazily) per connection")
+    return notes
+
+
+def _cheapest(g: dict[str, dict], key: str) -> tuple[str, str] | None:
+    cands = [(med(v, key), k) for k, v in g.items() if med(v, key) is not None]
+    if len(cands) < 2:
+        return None
+    cands.sort()
+    return cands[0][1], cands[-1][1]
+
+
+def explain_plaintext(g, sc, rows):
+    s = [_spread(g)]
+    s.append("Each request is tiny, so this measures per-request overhead: a blocking backend "
+             "sleeps and wakes for every request, an event loop batches whatever is ready.")
+    s.append(_switches(g))
+    return s
+
+
+def explain_echo(g, sc, rows):
+    s = [_spread(g)]
+    parts = []
+    for name, e in g.items():
+        rps = med(e, "rps")
+        if rps:
+            parts.append(f"{name} {rps * sc['body'] * 2 / 2**20:,.0f} MiB/s")
+    if parts:
+        s.append(f"Body bytes moved (in + out): {', '.join(parts)}. With {sc['body'] // 1024} KiB "
+                 "bodies the cost is copying through the kernel, which every model pays alike; "
+                 "the gaps that remain are per-request overhead and how many read/write calls a "
+                 "backend makes per body.")
+    return s
+
+
+def explain_c10k(g, sc, rows):
+    s = [_spread(g), _memory(g, sc["connections"])]
+    low_high = _cheapest(g, "rss_per_conn_bytes")
+    notes = _model_memory_notes(g)
+    if low_high:
+        lo, hi = low_high
+        s.append(f"{lo} holds a connection most cheaply and {hi} most dearly: " + "; ".join(notes) + ".")
+    elif notes:
+        s.append("; ".join(notes).capitalize() + ".")
+    return s
+
+
+def explain_delay(g, sc, rows):
+    conns = sc["connections"]
+    ms = float(sc["path"].rsplit("/", 1)[1])
+    cap = conns * 1000 / ms
+    parts = [f"{n} {fmt_num(med(e, 'rps'))} req/s on {fmt_num(med(e, 'server_cores'), 2)} cores"
+             for n, e in g.items()]
+    s = [f"{conns:,} connections each waiting {ms:.0f} ms allow at most {fmt_num(cap)} req/s; "
+         f"measured: {', '.join(parts)}."]
+    cheap = _cheapest(g, "server_cores")
+    if cheap:
+        lo, hi = cheap
+        s.append(f"Waiting is not working: every model can hold the waiters (a blocked thread or "
+                 f"process, a timer), and the difference is what the waiting costs — {lo} spent "
+                 f"the least CPU and {hi} the most.")
+    s.append(_memory(g, conns))
+    return s
+
+
+def explain_cpu(g, sc, rows):
+    ms = float(sc["path"].rsplit("/", 1)[1])
+    cores = max((med(e, "server_cores") or 0 for e in g.values()), default=0)
+    cap = 1000 / ms
+    parts = [f"{n} {fmt_num(med(e, 'rps'))} req/s (p99 {fmt_ms(e['latency_us']['99']['median'])} ms)"
+             for n, e in g.items()]
+    s = [f"Each request burns {ms:.0f} ms of CPU, so one server core caps at {fmt_num(cap)} req/s "
+         f"and the runs used up to {cores:.2f} cores: {', '.join(parts)}."]
+    lat = _cheapest(g, "latency_p99")
+    if lat:
+        lo, hi = lat
+        s.append(f"The computation runs on whatever thread the backend calls the core from: "
+                 f"{hi} has the worst p99 and {lo} the best; where one loop thread computes, every "
+                 "other connection on that loop waits behind it, whereas per-connection threads, "
+                 "processes or pool workers are time-sliced by the kernel. Pinned to one core, no "
+                 "model can pass the cap; --server-cpus N shows which ones spread the work.")
+    return s
+
+
+def explain_proxy(g, sc, rows):
+    s = [_spread(g)]
+    client = [f"{n} {fmt_num(med(e, 'client_cores'), 2)}" for n, e in g.items()]
+    s.append("Each request is parsed twice and crosses two connections, with the upstream "
+             "connection reused from the keep-alive pool; the client core also runs the upstream, "
+             "so its share (" + ", ".join(client) + " cores) bounds the raw req/s.")
+    if "nginx" in rows and rows["nginx"]["good_runs"]:
+        s.append(f"nginx does the same proxying at {_pc(rows['nginx'])}.")
+    return s
+
+
+EXPLAIN = {
+    "plaintext": explain_plaintext,
+    "echo-4k": explain_echo,
+    "echo-256k": explain_echo,
+    "c10k": explain_c10k,
+    "delay": explain_delay,
+    "cpu": explain_cpu,
+    "proxy": explain_proxy,
+}
+
+
+def explanation(scenario: dict, rows: dict[str, dict]) -> str:
+    g = good(rows)
+    if not g:
+        return "No gearbox backend completed this scenario."
+    fn = EXPLAIN.get(scenario["name"], lambda g, sc, rows: [_spread(g)])
+    sentences = [x for x in fn(g, scenario, rows) if x]
+    bott = sorted({e["bottleneck"] for e in g.values()})
+    if len(bott) > 1:
+        each = ", ".join(f"{n} {e['bottleneck']}" for n, e in g.items())
+        sentences.append(f"Bottleneck: {each}.")
+    else:
+        sentences.append(f"Bottleneck of every backend: {bott[0]}.")
+    return " ".join(sentences)
+
+
+def overview(data: dict, summary: dict) -> list[str]:
+    names = sorted({e["backend"] for e in summary.values()}, key=order_key)
+    scs = [s["name"] for s in data["scenarios"]]
+    out = ["| scenario | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for sc in scs:
+        rows = rows_for(summary, sc)
+        cells = []
+        for n in names:
+            e = rows.get(n)
+            if e is None:
+                cells.append("")
+            elif not e["good_runs"]:
+                cells.append(", ".join(e["statuses"]))
+            else:
+                cells.append(fmt_num(med(e, "rps_per_core")))
+        out.append(f"| {sc} | " + " | ".join(cells) + " |")
+    return out
+
+
+def render(data: dict, summary: dict, chart_dir: str) -> str:
+    h = data["host"]
+    lines = [
+        "# gearbox load-test report",
+        "",
+        f"{h.get('time', '')} · {h.get('cpu_model', 'unknown CPU')} · {h['cpus']} CPUs · "
+        f"Linux {h['kernel']} · server on CPU {h['server_cpus']}, wrk and upstream on CPU "
+        f"{h['client_cpus']} · {data['repeat']} × {data['duration_s']:g} s per backend and "
+        f"scenario, interleaved; medians with (min–max)."
+        + (" **Smoke run: 1 s, reduced connections; not a measurement.**" if data["smoke"] else ""),
+        "",
+        "Backends: " + "; ".join(f"**{b}** — {BACKEND_MODELS[b]}" if b in BACKEND_MODELS
+                                 else f"**{b}**" for b in data["backends"])
+        + ".",
+    ]
+    if data.get("peers"):
+        lines.append("Peers: " + "; ".join(f"**{p}** — {BACKEND_MODELS[p]}" for p in data["peers"])
+                     + ".")
+    for b, why in data.get("skipped_backends", {}).items():
+        lines.append(f"Not run: {b} ({why}).")
+    lines += [
+        "",
+        "The headline figure is **requests per server core**: requests/s divided by the server's "
+        "CPU share over the run (user + system seconds of every thread and process of the "
+        "server, from /proc, divided by wall seconds). One wrk thread on the other core "
+        "saturates at about nginx's speed, so raw req/s often measures wrk; the *bottleneck* "
+        "column says which side used ≥85 % of its CPUs (client = wrk plus, for proxy, the "
+        "upstream).",
+        "",
+        "## Overview: requests per server core",
+        "",
+    ]
+    lines += overview(data, summary)
+    lines += ["", f"![requests per server core]({chart_dir}/rps_per_core.png)", "",
+              f"![latency percentiles]({chart_dir}/latency.png)", "",
+              f"![memory per connection]({chart_dir}/memory.png)", ""]
+    by_name = {s.name: s for s in SCENARIOS}
+    for sc in data["scenarios"]:
+        rows = rows_for(summary, sc["name"])
+        about = sc.get("about") or (by_name[sc["name"]].about if sc["name"] in by_name else "")
+        lines += [f"## {sc['name']}", "", f"{about} ({sc['connections']:,} connections in this run).",
+                  ""]
+        lines += table(rows, sc)
+        lines += ["", explanation(sc, rows), ""]
+    problems = [r for r in data["runs"] if r["problems"]]
+    if problems:
+        lines += ["## Problems seen", ""]
+        seen = set()
+        for r in problems:
+            for p in r["problems"]:
+                if r["status"] in ("skipped", "unavailable"):
+                    key = (r["backend"], p)
+                    where = f"{r['backend']} (every scenario)"
+                else:
+                    key = (r["backend"], r["scenario"], r["rep"], p)
+                    where = f"{r['backend']} / {r['scenario']} (run {r['rep'] + 1})"
+                if key not in seen:
+                    seen.add(key)
+                    lines.append(f"- {where}: {p}")
+        lines.append("")
+    lines += [
+        "## Method",
+        "",
+        "- `loadtest/run.py` (`make bench`); wrk with `loadtest/wrk/bench.lua`, `--latency`, "
+        "`--timeout 5s`, one thread per client CPU (4 for c10k, to spread its connection "
+        "set-up); the open-file limit (RLIMIT_NOFILE) raised to "
+        f"{h.get('fd_limit', 'the hard limit')} for wrk and the servers.",
+        "- CPU from /proc/<pid>/stat per process of the server's tree (all threads included), "
+        "context switches from /proc/<pid>/task/<tid>/status per thread (sampled every second "
+        "and at the end; a thread that exits between samples loses at most its last second), "
+        "RSS as the sum of VmRSS over the tree sampled every 100 ms (shared pages of prefork's "
+        "workers are counted once per process). RSS per connection = (peak − idle) / "
+        "connections.",
+        "- errors = wrk's socket errors (connect, read, write, timeout) plus non-2xx/3xx "
+        "responses.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+# The load-test matrix (`make bench`, `make bench-smoke`): every backend x scenario under wrk,
+# with the server on its own CPU, and a report (Markdown tables + matplotlib charts).
+"""gearbox load-test matrix.
+
+For every repeat, scenario and backend (interleaved, so drift hits every backend alike) it
+starts `gearbox --backend NAME --mode echo|proxy --listen 127.0.0.1:0` pinned to the server
+CPUs (taskset), waits until it answers, runs wrk (loadtest/wrk/bench.lua) pinned to the other
+CPUs, reads the server's cost from /proc (CPU user/sys, context switches, peak RSS, threads
+and processes, summed over its whole process tree), stops it with SIGTERM by PID, and moves on.
+Results go to loadtest/results/<timestamp>/: results.json (every run), summary.json
+(median/min/max), report.md and charts/*.png.
+
+Headline figure: requests per server core = requests/s / (server CPU seconds / wall seconds).
+Each run is marked with its bottleneck: the side (server or client = wrk + upstream) that used
+>= 85% of its CPUs.
+
+c10k: the runner raises RLIMIT_NOFILE (soft and, as root, hard) to 65536 for itself, which
+wrk, gearbox and the peers inherit, and runs wrk with 4 threads for it (c10k's connection set-up
+is spread over them); gearbox gets --max-connections/--backlog when its --help lists them.
+
+Peers (--peers): nginx (Debian nginx-light, one worker, config generated in a temp dir) for
+plaintext, c10k and proxy; a Go net/http server (loadtest/peers/go) for plaintext, echo and
+c10k, skipped with a message when `go` is not installed.
+
+The reference report (loadtest/REPORT.md + loadtest/charts/*.png) comes from a full run:
+    make bench BENCH_ARGS="--peers --publish"
+or  python3 loadtest/run.py --build build --peers --publish
+A report can be rebuilt from a results directory without rerunning:
+    python3 loadtest/run.py --report-from loadtest/results/<timestamp> [--publish]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from benchlib import matrix, runner  # noqa: E402
+
+SMOKE_DURATION = 1.0
+
+
+def ensure_matplotlib() -> None:
+    """Re-executes under Debian's /usr/bin/python3 if this interpreter lacks matplotlib."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        system = "/usr/bin/python3"
+        if os.path.exists(system) and os.path.realpath(sys.executable) != os.path.realpath(system) \
+                and not os.environ.get("GEARBOX_BENCH_REEXEC"):
+            os.environ["GEARBOX_BENCH_REEXEC"] = "1"
+            os.execv(system, [system] + sys.argv)
+
+
+def raise_fd_limit(want: int = 65536) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for limits in ((max(want, soft), max(want, hard)), (min(want, hard), hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+            break
+        except (ValueError, OSError):
+            continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def split_cpus(server_count: int) -> tuple[list[int], list[int]]:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return [], []
+    server_count = max(1, min(server_count, len(cpus) - 1))
+    return cpus[:server_count], cpus[server_count:]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    names = ", ".join(s.name for s in matrix.SCENARIOS)
+    p = argparse.ArgumentParser(
+        prog="loadtest/run.py", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--build", default="build", help="build directory holding gearbox (default: build)")
+    p.add_argument("--binary", help="the gearbox binary (default: BUILD/gearbox)")
+    p.add_argument("--backends", help="comma-separated subset (default: every backend the binary lists)")
+    p.add_argument("--scenarios", help=f"comma-separated subset of: {names}")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of load per run (default 10)")
+    p.add_argument("--repeat", type=int, default=3, help="runs per backend x scenario (default 3)")
+    p.add_argument("--smoke", action="store_true",
+                   help=f"{SMOKE_DURATION:.0f} s per run, once, fewer connections for c10k and delay; "
+                        "exit 1 on any error (socket errors, non-2xx, a backend that fails)")
+    p.add_argument("--peers", action="store_true", help="also run nginx and the Go peer")
+    p.add_argument("--server-cpus", type=int, default=1,
+                   help="CPUs for the server under test (the rest go to wrk and upstream; default 1)")
+    p.add_argument("--upstream-backend", help="backend of the proxy scenario's upstream (default: thread)")
+    p.add_argument("--server-arg", action="append", default=[],
+                   help="extra argument for every gearbox started (repeatable)")
+    p.add_argument("--out", help="results directory (default: loadtest/results/<timestamp>)")
+    p.add_argument("--publish", action="store_true",
+                   help="also write the report to loadtest/REPORT.md and loadtest/charts/*.png")
+    p.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    p.add_argument("--report-from", metavar="DIR",
+                   help="rebuild report.md and charts from DIR/results.json; run nothing")
+    p.add_argument("--list", action="store_true", help="print the backends and scenarios, and exit")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.duration = SMOKE_DURATION
+        args.repeat = 1
+    return args
+
+
+def write_report(out: Path, data: dict, publish: bool, charts: bool) -> None:
+    from benchlib import report
+    summary = runner.aggregate(data["runs"])
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    chart_files: list[Path] = []
+    if charts:
+        try:
+            from benchlib import charts as charts_mod
+            chart_files = charts_mod.render(data, summary, out / "charts")
+        except ImportError as e:
+            print(f"run.py: no charts ({e}); install python3-matplotlib", file=sys.stderr)
+    (out / "report.md").write_text(report.render(data, summary, "charts"))
+    print(f"run.py: report {out / 'report.md'}")
+    if publish:
+        dest = HERE / "charts"
+        dest.mkdir(exist_ok=True)
+        for f in chart_files:
+            shutil.copy(f, dest / f.name)
+        (HERE / "REPORT.md").write_text(report.render(data, summary, "charts"))
+        print(f"run.py: published {HERE / 'REPORT.md'} and {len(chart_files)} charts in {dest}")
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if not args.no_charts and not args.smoke:
+        ensure_matplotlib()
+    if args.report_from:
+        out = Path(args.report_from)
+        data = json.loads((out / "results.json").read_text())
+        write_report(out, data, args.publish, not args.no_charts)
+        return 0
+
+    binary = args.binary or str(Path(args.build) / "gearbox")
+    if not os.access(binary, os.X_OK):
+        print(f"run.py: {binary} is not an executable; build first (make build)", file=sys.stderr)
+        return 2
+    binary = str(Path(binary).resolve())
+    for tool in ("wrk",):
+        if shutil.which(tool) is None:
+            print(f"run.py: `{tool}` is not installed (make deps)", file=sys.stderr)
+            return 2
+    info = matrix.probe_binary(binary)
+    backends = info.backends
+    skipped = dict(info.unavailable)
+    if args.backends:
+        backends = []
+        for b in (x.strip() for x in args.backends.split(",")):
+            if not b or b in skipped:
+                continue
+            if info.source == "help" and b not in info.backends:
+                skipped[b] = "not listed by gearbox --help"
+            else:
+                backends.append(b)
+    scenarios = list(matrix.SCENARIOS)
+    if args.scenarios:
+        try:
+            scenarios = [matrix.scenario_by_name(s.strip()) for s in args.scenarios.split(",") if s.strip()]
+        except KeyError as e:
+            print(f"run.py: unknown scenario {e}; known: {', '.join(s.name for s in matrix.SCENARIOS)}",
+                  file=sys.stderr)
+            return 2
+    if args.list:
+        print("backends:", ", ".join(backends), f"(from {info.source})")
+        for name, why in skipped.items():
+            print(f"  not run: {name}: {why}")
+        for s in matrix.SCENARIOS:
+            print(f"scenario {s.name:<10} {s.about}")
+        return 0
+
+    server_cpus, client_cpus = split_cpus(args.server_cpus)
+    if not server_cpus:
+        print("run.py: fewer than 2 CPUs: server and wrk share the CPU (figures are rough)",
+              file=sys.stderr)
+    elif client_cpus:
+        os.sched_setaffinity(0, client_cpus)  # the runner's sampling stays off the server's CPU
+    fd_limit = raise_fd_limit()
+    biggest = max(s.conns(args.smoke) for s in scenarios)
+    if fd_limit < biggest + 100:
+        print(f"run.py: the open-file limit is {fd_limit}; {biggest} connections need more "
+              "(run as root or raise `ulimit -n`)", file=sys.stderr)
+    stamp = time.strftime("%Y%m%d-%H%M%S") + ("-smoke" if args.smoke else "")
+    out = Path(args.out) if args.out else HERE / "results" / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    upstream_backend = args.upstream_backend or ("thread" if "thread" in info.backends
+                                                 else (info.backends or ["thread"])[0])
+    plan = runner.Plan(
+        binary=binary, backends=backends, scenarios=scenarios,
+        peers=list(runner.PEERS) if args.peers else [], duration=args.duration,
+        repeat=args.repeat, smoke=args.smoke, server_cpus=server_cpus, client_cpus=client_cpus,
+        upstream_backend=upstream_backend, server_args=args.server_arg, flags=info.flags,
+        out=out, skipped=skipped)
+    print(f"run.py: {len(backends)} backends ({', '.join(backends)}), {len(scenarios)} scenarios, "
+          f"{args.repeat} x {args.duration:g} s, server CPUs {server_cpus or 'all'}, "
+          f"client CPUs {client_cpus or 'all'}, fd limit {fd_limit}; results in {out}")
+    for name, why in skipped.items():
+        print(f"run.py: not running backend {name}: {why}")
+    t0 = time.monotonic()
+    try:
+        records = runner.run_matrix(plan)
+    except KeyboardInterrupt:
+        print("run.py: interrupted", file=sys.stderr)
+        return 130
+    data = {
+        "host": dict(runner.host_info(plan), fd_limit=fd_limit),
+        "binary": binary,
+        "smoke": args.smoke,
+        "duration_s": args.duration,
+        "repeat": args.repeat,
+        "backends": backends,
+        "peers": plan.peers,
+        "skipped_backends": skipped,
+        "scenarios": [{"name": s.name, "about": s.about, "connections": s.conns(args.smoke),
+                       "method": s.method, "path": s.path, "body": s.body, "mode": s.mode}
+                      for s in scenarios],
+        "upstream_backend": upstream_backend,
+        "elapsed_s": round(time.monotonic() - t0, 1),
+        "runs": records,
+    }
+    (out / "results.json").write_text(json.dumps(data, indent=1))
+    write_report(out, data, args.publish, charts=not args.no_charts and not args.smoke)
+    failed = [r for r in records if r["status"] in ("error", "start-failed")]
+    print(f"run.py: {len(records)} runs in {data['elapsed_s']} s, {len(failed)} failed")
+    if args.smoke and failed:
+        for r in failed:
+            print(f"run.py: FAILED {r['backend']} {r['scenario']}: {'; '.join(r['problems'])}",
+                  file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
