@@ -1,7 +1,7 @@
 // The fixture shared by the conformance suites: one test = one gearbox process in echo mode on
 // 127.0.0.1:0, over the backend named by the test parameter (tests/support/backends.hpp). At
-// tear-down the server must stop on SIGTERM with status 0 and its log must hold no error line
-// the test did not allow.
+// tear-down the server must stop on SIGTERM with status 0, every log line after the first must
+// read `gearbox: <level>: ...`, and no error line may appear that the test did not allow.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -49,6 +49,9 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
       EXPECT_EQ(server_.stop(), 0) << "server did not exit cleanly on SIGTERM; log:\n"
                                    << server_.log_text();
     }
+    auto untagged = server_.untagged_lines();
+    EXPECT_TRUE(untagged.empty()) << "log lines not of the form `gearbox: <level>: ...`:\n"
+                                  << ::testing::PrintToString(untagged);
     auto unexpected = server_.unexpected_errors(allowed_errors_);
     EXPECT_TRUE(unexpected.empty()) << "unexpected error lines in the server log:\n"
                                     << ::testing::PrintToString(unexpected) << "\nfull log:\n"

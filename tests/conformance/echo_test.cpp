@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <fstream>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -202,31 +201,15 @@ TEST_P(EchoTest, DelaysOverlapOnSeparateConnections) {
   EXPECT_LT(elapsed, 550ms) << "two /delay/300 on two connections should wait concurrently";
 }
 
-// utime + stime of a process, from /proc/PID/stat.
-Millis cpu_time_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
-  std::string skip;
-  for (int i = 3; i < 14; ++i) {
-    fields >> skip;
-  }
-  long utime = 0;
-  long stime = 0;
-  fields >> utime >> stime;
-  long ticks = ::sysconf(_SC_CLK_TCK);
-  return Millis{(utime + stime) * 1000 / ticks};
-}
-
 TEST_P(EchoTest, CpuBurnsCpu) {
   ASSERT_TRUE(start_server());
   // Warm up (the first request may pay for thread creation etc.).
   ASSERT_TRUE(exchange(port(), "GET /health HTTP/1.1\r\nHost: t\r\n\r\n").ok());
-  Millis before = cpu_time_of(server_.pid());
+  Millis before = server_.cpu_time();
   auto start = Clock::now();
   HttpResponse r = exchange(port(), "GET /cpu/50 HTTP/1.1\r\nHost: test\r\n\r\n");
   auto elapsed = Clock::now() - start;
-  Millis burnt = cpu_time_of(server_.pid()) - before;
+  Millis burnt = server_.cpu_time() - before;
   ASSERT_TRUE(r.ok()) << r.error;
   EXPECT_EQ(r.status, 200);
   // Clock ticks are 10 ms; allow one tick of measurement error.

@@ -28,15 +28,6 @@ TEST_P(LifecycleTest, ReportsItsPortAndServesOnIt) {
   EXPECT_EQ(r.status, 200);
 }
 
-TEST_P(LifecycleTest, LogLinesAreTagged) {
-  ASSERT_TRUE(start_server());
-  ASSERT_TRUE(exchange(port(), "GET /health HTTP/1.1\r\nHost: test\r\n\r\n").ok());
-  EXPECT_EQ(server_.stop(), 0);
-  for (const auto& line : server_.log_lines()) {
-    EXPECT_TRUE(line.starts_with("gearbox: ")) << "untagged stderr line: " << line;
-  }
-}
-
 void expect_drain(ServerProcess& server, int sig) {
   Socket s = Socket::connect(server.port());
   ASSERT_TRUE(s.valid()) << s.error();

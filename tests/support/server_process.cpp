@@ -11,7 +11,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <regex>
+#include <sstream>
+#include <utility>
 
 namespace gearbox::test {
 
@@ -82,6 +87,37 @@ std::string join(const std::vector<std::string>& lines) {
     out += l;
     out += '\n';
   }
+  return out;
+}
+
+struct ProcStat {
+  pid_t ppid = 0;
+  long cpu_ticks = 0;
+};
+
+// Fields 4 (ppid), 14 (utime) and 15 (stime) of /proc/PID/stat.
+std::optional<ProcStat> read_proc_stat(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto paren = stat.rfind(')');
+  if (paren == std::string::npos || paren + 2 > stat.size()) {
+    return std::nullopt;
+  }
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string state;
+  ProcStat out;
+  fields >> state >> out.ppid;
+  std::string skip;
+  for (int field = 5; field < 14; ++field) {
+    fields >> skip;
+  }
+  long utime = 0;
+  long stime = 0;
+  fields >> utime >> stime;
+  if (!fields) {
+    return std::nullopt;
+  }
+  out.cpu_ticks = utime + stime;
   return out;
 }
 
@@ -338,6 +374,47 @@ std::vector<std::string> ServerProcess::unexpected_errors(
     }
   }
   return out;
+}
+
+std::vector<std::string> ServerProcess::untagged_lines() const {
+  static const std::regex kTagged(R"(^gearbox: [a-z]+: .*)");
+  std::vector<std::string> lines = log_lines();
+  std::vector<std::string> out;
+  for (std::size_t i = 1; i < lines.size(); ++i) {
+    if (!std::regex_match(lines[i], kTagged)) {
+      out.push_back(lines[i]);
+    }
+  }
+  return out;
+}
+
+Millis ServerProcess::cpu_time() const {
+  if (pid_ <= 0 || status_.has_value()) {
+    return Millis{0};
+  }
+  std::vector<std::pair<pid_t, ProcStat>> all;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    pid_t pid = static_cast<pid_t>(std::stol(name));
+    if (auto st = read_proc_stat(pid)) {
+      all.emplace_back(pid, *st);
+    }
+  }
+  std::vector<pid_t> tree{pid_};
+  long ticks = 0;
+  for (std::size_t i = 0; i < tree.size(); ++i) {
+    for (const auto& [pid, st] : all) {
+      if (pid == tree[i]) {
+        ticks += st.cpu_ticks;
+      } else if (st.ppid == tree[i]) {
+        tree.push_back(pid);
+      }
+    }
+  }
+  return Millis{ticks * 1000 / ::sysconf(_SC_CLK_TCK)};
 }
 
 void ServerProcess::send_signal(int sig) const {

@@ -71,6 +71,9 @@ class ServerProcess {
   // Error-level lines (see is_error_line) that contain none of the `allowed` substrings.
   std::vector<std::string> unexpected_errors(const std::vector<std::string>& allowed = {}) const;
 
+  // Lines after the first that are not log lines of the form `gearbox: <level>: ...`.
+  std::vector<std::string> untagged_lines() const;
+
   // Sends `sig` to the server's PID (not its group). No-op once it has been reaped.
   void send_signal(int sig) const;
   // Waits for the process to exit by itself and reaps it. Returns its status (exit code, or -N
@@ -82,6 +85,9 @@ class ServerProcess {
   int stop(Millis timeout = Millis{5'000});
   // True while the process has not been reaped and has not exited.
   bool running();
+  // CPU time (user + system) used so far by the server and every live descendant (prefork
+  // workers), from /proc; clock-tick (10 ms) resolution.
+  Millis cpu_time() const;
   // Status once reaped (exit code or -N for signal N).
   std::optional<int> exit_status() const { return status_; }
 

@@ -1,0 +1,173 @@
+// An in-memory driver for core::Connection: byte scripts in, bytes out, a fake clock, a fake
+// upstream. No sockets, no sleeps: unit tests of the core run through this.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "server/balancer.hpp"
+#include "server/config.hpp"
+#include "server/connection.hpp"
+
+namespace gearbox::test {
+
+class CoreHarness {
+ public:
+  explicit CoreHarness(core::Config cfg = {}) : cfg_(std::move(cfg)) {
+    ctx_.config = &cfg_;
+    if (cfg_.mode == core::Mode::kProxy) {
+      upstreams_ = std::make_unique<core::Upstreams>(cfg_);
+      ctx_.upstreams = upstreams_.get();
+    }
+    peer_.address = "127.0.0.1";
+    conn_ = std::make_unique<core::Connection>(ctx_, peer_, now_);
+  }
+
+  // Bytes the client sends; `piece` caps each read (0 = as much as fits).
+  void send(std::string bytes) { input_ += bytes; }
+  void send_eof() { eof_ = true; }
+  std::size_t piece = 0;
+  std::size_t write_piece = 0;  // caps each write (0 = all)
+
+  // Bytes the upstream answers with, and whether it then closes.
+  std::string upstream_script;
+  bool upstream_eof = false;
+  bool upstream_refuses = false;  // connect fails
+
+  // Runs the connection until it waits for input or time.
+  void run() {
+    for (int guard = 0; guard < 10'000'000; ++guard) {
+      core::Wants w = conn_->wants();
+      if (w.done) {
+        closed_ = true;
+        close_mode_ = w.close_mode;
+        return;
+      }
+      if (w.client_shutdown_write) {
+        shut_wr_ = true;
+      }
+      if (!w.client_write.empty()) {
+        std::size_t total = 0;
+        for (const iovec& v : w.client_write) {
+          std::size_t n = v.iov_len;
+          if (write_piece != 0) {
+            n = std::min(n, write_piece - total);
+          }
+          output_.append(static_cast<const char*>(v.iov_base), n);
+          total += n;
+          if (write_piece != 0 && total == write_piece) {
+            break;
+          }
+        }
+        conn_->on_client_written(total, now_);
+        continue;
+      }
+      if (w.release_upstream != core::Release::kNone) {
+        ++releases_;
+        if (w.release_upstream == core::Release::kReuse) {
+          ++reuses_;
+        }
+        upstream_open_ = false;
+        conn_->on_upstream_released(now_);
+        continue;
+      }
+      if (w.upstream_connect != nullptr) {
+        ++connects_;
+        if (upstream_refuses) {
+          conn_->on_upstream_connect_failed(ECONNREFUSED, now_);
+        } else {
+          upstream_open_ = true;
+          up_pos_ = 0;
+          conn_->on_upstream_connected(false, now_);
+        }
+        continue;
+      }
+      if (!w.upstream_write.empty()) {
+        std::size_t total = 0;
+        for (const iovec& v : w.upstream_write) {
+          upstream_received_.append(static_cast<const char*>(v.iov_base), v.iov_len);
+          total += v.iov_len;
+        }
+        conn_->on_upstream_written(total, now_);
+        continue;
+      }
+      if (!w.client_read.empty() && in_pos_ < input_.size()) {
+        std::size_t n = std::min(w.client_read.size(), input_.size() - in_pos_);
+        if (piece != 0) {
+          n = std::min(n, piece);
+        }
+        std::memcpy(w.client_read.data(), input_.data() + in_pos_, n);
+        in_pos_ += n;
+        conn_->on_client_read(n, now_);
+        continue;
+      }
+      if (!w.upstream_read.empty() && up_pos_ < upstream_script.size()) {
+        std::size_t n = std::min(w.upstream_read.size(), upstream_script.size() - up_pos_);
+        std::memcpy(w.upstream_read.data(), upstream_script.data() + up_pos_, n);
+        up_pos_ += n;
+        conn_->on_upstream_read(n, now_);
+        continue;
+      }
+      if (!w.upstream_read.empty() && upstream_eof && up_pos_ == upstream_script.size() &&
+          !upstream_eof_sent_) {
+        upstream_eof_sent_ = true;
+        conn_->on_upstream_read(0, now_);
+        continue;
+      }
+      if (!w.client_read.empty() && eof_ && !eof_sent_) {
+        eof_sent_ = true;
+        conn_->on_client_read(0, now_);
+        continue;
+      }
+      return;
+    }
+  }
+
+  // Moves the fake clock and reports the deadline when it passed.
+  void advance(core::Duration d) {
+    now_ += d;
+    if (conn_->wants().deadline <= now_) {
+      conn_->on_deadline(now_);
+    }
+    run();
+  }
+
+  core::TimePoint deadline() const { return conn_->wants().deadline; }
+  core::TimePoint now() const { return now_; }
+  const std::string& output() const { return output_; }
+  const std::string& upstream_received() const { return upstream_received_; }
+  bool closed() const { return closed_; }
+  bool shut_wr() const { return shut_wr_; }
+  core::CloseMode close_mode() const { return close_mode_; }
+  int connects() const { return connects_; }
+  int reuses() const { return reuses_; }
+  core::Connection& conn() { return *conn_; }
+
+ private:
+  core::Config cfg_;
+  core::Context ctx_;
+  core::Peer peer_;
+  std::unique_ptr<core::Upstreams> upstreams_;
+  core::TimePoint now_ = core::TimePoint{} + std::chrono::hours(1);
+  std::unique_ptr<core::Connection> conn_;
+  std::string input_;
+  std::size_t in_pos_ = 0;
+  bool eof_ = false;
+  bool eof_sent_ = false;
+  std::string output_;
+  std::string upstream_received_;
+  std::size_t up_pos_ = 0;
+  bool upstream_eof_sent_ = false;
+  bool upstream_open_ = false;
+  bool closed_ = false;
+  bool shut_wr_ = false;
+  core::CloseMode close_mode_ = core::CloseMode::kGraceful;
+  int connects_ = 0;
+  int releases_ = 0;
+  int reuses_ = 0;
+};
+
+}  // namespace gearbox::test
