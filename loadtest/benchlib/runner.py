@@ -212,6 +212,8 @@ def progress(i: int, total: int, rec: dict, repeat: int) -> str:
     line = (f"{d['rps']:>10,.0f} req/s {per_core} /server core  "
             f"(server {d['server_cores']:.2f} cores, bottleneck {d['bottleneck']})  "
             f"p99 {p99:.1f} ms  rss {rec['server']['peak_rss_bytes'] / 2**20:.1f} MiB")
+    if d.get("foreign_server_load", 0) > FOREIGN:
+        line += f"  (disturbed: other processes took {d['foreign_server_load']:.2f} of the server CPU)"
     if d["errors"]:
         line += f"  ERRORS {d['errors']}"
     if rec["status"] != "ok":
