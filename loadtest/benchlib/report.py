@@ -223,6 +223,11 @@ def explain_echo(g, sc, rows):
 
 def explain_c10k(g, sc, rows):
     s = [_spread(g), _memory(g, sc["connections"])]
+    for n, e in g.items():
+        if (med(e, "errors") or 0) > 0:
+            s.append(f"{n} had {fmt_num(med(e, 'errors'))} errors (median): connections it could "
+                     "not take in time (listen backlog overflow, worker or connection limits) "
+                     "time out in wrk.")
     low_high = _cheapest(g, "rss_per_conn_bytes")
     notes = _model_memory_notes(g)
     if low_high:
@@ -247,6 +252,16 @@ def explain_delay(g, sc, rows):
         s.append(f"Waiting is not working: every model can hold the waiters (a blocked thread or "
                  f"process, a timer), and the difference is what the waiting costs — {lo} spent "
                  f"the least CPU and {hi} the most.")
+    short = []
+    for n, e in g.items():
+        rps = med(e, "rps") or 0
+        if rps < 0.8 * cap:
+            short.append(f"{n} served only about {rps * ms / 1000:,.0f} requests at a time "
+                         f"(Little's law) with {fmt_num(med(e, 'peak_threads'))} threads in "
+                         f"{fmt_num(med(e, 'peak_processes'))} processes: the rest of the "
+                         "connections queued for a worker")
+    if short:
+        s.append("; ".join(short).capitalize() + ".")
     s.append(_memory(g, conns))
     return s
 
@@ -259,6 +274,16 @@ def explain_cpu(g, sc, rows):
              for n, e in g.items()]
     s = [f"Each request burns {ms:.0f} ms of CPU, so one server core caps at {fmt_num(cap)} req/s "
          f"and the runs used up to {cores:.2f} cores: {', '.join(parts)}."]
+    per = {n: (med(e, "server_cores") or 0) / med(e, "rps") * 1000 for n, e in g.items()
+           if med(e, "rps")}
+    if per:
+        s.append("Server CPU per request: " + ", ".join(f"{n} {v:.2f} ms" for n, v in per.items())
+                 + ".")
+    low = [n for n, v in per.items() if v < 0.8 * ms]
+    if low:
+        s.append(f"{', '.join(low)} spent less than the {ms:.0f} ms asked for: gearbox calibrates "
+                 "/cpu (loop iterations per ms) at start-up, and a CPU busy with other work then "
+                 "makes the calibration low.")
     lat = _cheapest(g, "latency_p99")
     if lat:
         lo, hi = lat
@@ -398,7 +423,8 @@ def render(data: dict, summary: dict, chart_dir: str) -> str:
         "and at the end; a thread that exits between samples loses at most its last second), "
         "RSS as the sum of VmRSS over the tree sampled every 100 ms (shared pages of prefork's "
         "workers are counted once per process). RSS per connection = (peak − idle) / "
-        "connections.",
+        "connections; RSS leaves out kernel memory (a kernel stack per thread, socket "
+        "buffers).",
         "- errors = wrk's socket errors (connect, read, write, timeout) plus non-2xx/3xx "
         "responses.",
         "",
