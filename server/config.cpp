@@ -257,7 +257,8 @@ struct Loader {
   std::string file_label;  // "path: " or empty
   std::string backend_source = "--backend";
   std::string mode_label = "--mode";
-  std::string spare_label = "--max-spare";
+  std::string min_spare_label;  // where min_spare / max_spare were set; empty = default
+  std::string max_spare_label;
   ProxyDefaults file_defaults;
   ProxyDefaults flag_defaults;
   std::optional<std::vector<UpstreamServer>> default_servers;  // --upstream / `upstream`
@@ -310,11 +311,15 @@ const Key kKeys[] = {
        l.config.listen = text;
      }},
     {"workers", [](Loader& l, const Source& s) { l.config.workers = get_int(s, 1, 100'000); }},
-    {"min_spare", [](Loader& l, const Source& s) { l.config.min_spare = get_int(s, 0, 100'000); }},
+    {"min_spare",
+     [](Loader& l, const Source& s) {
+       l.config.min_spare = get_int(s, 0, 100'000);
+       l.min_spare_label = s.label;
+     }},
     {"max_spare",
      [](Loader& l, const Source& s) {
        l.config.max_spare = get_int(s, 1, 100'000);
-       l.spare_label = s.label;
+       l.max_spare_label = s.label;
      }},
     {"reuseport", [](Loader& l, const Source& s) { l.config.reuseport = get_bool(s); }},
     {"threads", [](Loader& l, const Source& s) { l.config.threads = get_int(s, 0, 1024); }},
@@ -801,9 +806,13 @@ ConfigResult load(int argc, const char* const* argv) {
     fail(l.mode_label,
          "proxy mode needs an upstream (--upstream HOST:PORT or [upstreams.NAME] in the file)");
   }
+  if (c.min_spare > c.max_spare && !l.max_spare_label.empty()) {
+    fail(l.max_spare_label, std::to_string(c.max_spare) + " is less than min_spare (" +
+                                std::to_string(c.min_spare) + ")");
+  }
   if (c.min_spare > c.max_spare) {
-    fail(l.spare_label, std::to_string(c.max_spare) + " is less than min_spare (" +
-                            std::to_string(c.min_spare) + ")");
+    fail(l.min_spare_label, std::to_string(c.min_spare) + " is more than max_spare (" +
+                                std::to_string(c.max_spare) + ")");
   }
 
   result.config = std::move(l.config);

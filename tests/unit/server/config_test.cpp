@@ -442,6 +442,7 @@ TEST(ConfigTest, ErrorMessagesNameTheFlag) {
             "--mode: proxy mode needs an upstream (--upstream HOST:PORT or [upstreams.NAME] in "
             "the file)");
   EXPECT_EQ(error_of({"--max-spare", "3"}), "--max-spare: 3 is less than min_spare (5)");
+  EXPECT_EQ(error_of({"--min-spare", "20"}), "--min-spare: 20 is more than max_spare (10)");
   EXPECT_NE(error_of({"--reuseport=maybe"}).find("\"maybe\" is not true or false"),
             std::string::npos);
 }
