@@ -25,7 +25,7 @@ class Upstreams;  // balancer + health state shared by the connections of a work
 // What every connection of one worker shares. Outlives all its connections.
 struct Context {
   const Config* config = nullptr;
-  Upstreams* upstreams = nullptr;  // proxy mode only
+  Upstreams* upstreams = nullptr;  // proxy mode only: routes, balancer, health (balancer.hpp)
   bool draining = false;           // set by the driver before calling on_drain()
 };
 
@@ -100,6 +100,7 @@ class Connection {
   bool idle() const;
 
  private:
+  friend class ProxyLeg;
   struct State;
   std::unique_ptr<State> s_;
 };

@@ -1,0 +1,159 @@
+// The client half of the per-connection state machine: events in, wants out. The request
+// handling itself lives in Connection::State (connection_state.hpp); no I/O here.
+#include "server/connection.hpp"
+
+#include "server/connection_state.hpp"
+
+namespace gearbox::core {
+
+// --- Connection ------------------------------------------------------------------------------
+
+Connection::Connection(Context& ctx, Peer peer, TimePoint now)
+    : s_(std::make_unique<State>(ctx, std::move(peer), now)) {}
+
+Connection::~Connection() = default;
+
+Wants Connection::wants() const {
+  const State& s = *s_;
+  Wants w;
+  if (s.done) {
+    w.done = true;
+    w.close_mode = s.close_mode;
+    return w;
+  }
+  if (s.want_client_read) {
+    w.client_read = {s.in.get() + s.in_end, kClientBufferSize - s.in_end};
+  }
+  w.client_write = s.to_client.pending();
+  w.client_shutdown_write = s.shut_wr;
+  if (s.proxy) {
+    s.proxy->fill_wants(w);
+  }
+  w.deadline = s.deadline();
+  return w;
+}
+
+void Connection::on_client_read(std::size_t n, TimePoint now) {
+  State& s = *s_;
+  if (n == 0) {
+    // EOF. Between requests or while lingering it is the normal end. While a proxied exchange
+    // is in flight the client gave up (nginx: "client prematurely closed connection") and the
+    // upstream request is abandoned; after a complete echo request it only half-closed.
+    if (s.shut_wr) {
+      s.finish_if_possible();
+    } else if (s.proxy && s.proxy->tunnelling()) {
+      s.proxy->on_client_eof(now);
+    } else if (s.proxy && s.proxy->active()) {
+      s.abort();
+    } else if (s.request == State::Request::kIdle && s.to_client.empty()) {
+      s.begin_close();
+      s.shut_wr = true;
+      s.finish_if_possible();
+    } else if (s.request == State::Request::kComplete) {
+      s.client_eof = true;
+      s.keep_alive = false;
+    } else {
+      s.abort();
+    }
+    s.update(now);
+    return;
+  }
+  if (s.shut_wr) {
+    s.update(now);  // lingering: dropped
+    return;
+  }
+  s.in_end += n;
+  s.update(now);
+}
+
+void Connection::on_client_written(std::size_t n, TimePoint now) {
+  State& s = *s_;
+  s.to_client.consume(n);
+  s.send_deadline = s.to_client.empty() ? kNever : now + s.cfg.send_timeout;
+  if (s.proxy) {
+    s.proxy->on_client_written(now);
+  }
+  s.update(now);
+}
+
+void Connection::on_client_error(int err, TimePoint now) {
+  (void)err;
+  State& s = *s_;
+  s.abort();
+  s.update(now);
+}
+
+void Connection::on_deadline(TimePoint now) {
+  State& s = *s_;
+  if (s.delay_deadline <= now) {
+    s.on_delay_over(now);
+  }
+  if (s.send_deadline <= now) {
+    s.send_deadline = kNever;
+    s.abort();  // the client stopped reading
+  }
+  if (s.client_deadline <= now) {
+    s.client_deadline = kNever;
+    if (s.shut_wr) {
+      s.finish_if_possible();
+    } else if (s.request == State::Request::kHead) {
+      s.fail(408, now);
+    } else if (s.request == State::Request::kIdle) {
+      s.begin_close();
+      s.shut_wr = true;
+      s.finish_if_possible();
+    } else if (s.request == State::Request::kBody) {
+      s.fail(408, now);
+    }
+  }
+  if (s.proxy) {
+    s.proxy->on_deadline(now);
+  }
+  s.update(now);
+}
+
+void Connection::on_drain(TimePoint now) {
+  State& s = *s_;
+  s.draining = true;
+  s.keep_alive = false;
+  if (s.request == State::Request::kIdle && s.to_client.empty() && !s.closing) {
+    s.begin_close();
+    s.shut_wr = true;
+    s.finish_if_possible();
+  }
+  s.update(now);
+}
+
+bool Connection::idle() const {
+  return s_->request == State::Request::kIdle && s_->to_client.empty() && !s_->closing;
+}
+
+void Connection::on_upstream_connected(bool reused, TimePoint now) {
+  s_->proxy->on_connected(reused, now);
+  s_->update(now);
+}
+void Connection::on_upstream_connect_failed(int err, TimePoint now) {
+  s_->proxy->on_connect_failed(err, now);
+  s_->update(now);
+}
+void Connection::on_upstream_read(std::size_t n, TimePoint now) {
+  s_->proxy->on_read(n, now);
+  s_->update(now);
+}
+void Connection::on_upstream_written(std::size_t n, TimePoint now) {
+  s_->proxy->on_written(n, now);
+  s_->update(now);
+}
+void Connection::on_upstream_error(int err, TimePoint now) {
+  s_->proxy->on_error(err, now);
+  s_->update(now);
+}
+void Connection::on_upstream_released(TimePoint now) {
+  s_->proxy->on_released(now);
+  if (s_->closing && s_->close_mode == CloseMode::kAbort) {
+    s_->finish_if_possible();
+  }
+  s_->update(now);
+}
+
+}  // namespace gearbox::core

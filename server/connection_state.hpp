@@ -1,0 +1,483 @@
+// The state behind core::Connection, shared by its client half (connection.cpp) and its proxy
+// half (proxy.cpp). Private to the core: nothing outside server/ includes it.
+#pragma once
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "http/error.hpp"
+#include "http/parser.hpp"
+#include "http/serializer.hpp"
+#include "server/connection.hpp"
+#include "server/cpu_burn.hpp"
+#include "server/echo.hpp"
+#include "server/out_queue.hpp"
+#include "server/proxy.hpp"
+
+namespace gearbox::core {
+
+inline constexpr std::size_t kClientBufferSize = 16 * 1024;
+// After the last response of a connection, how long unread input is drained before the close
+// (nginx's lingering close): a close with unread data would send RST and could destroy the
+// response in flight (RFC 9112 §9.6).
+inline constexpr Duration kLingerTime{2'000};
+inline constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
+
+// The client half. The proxy half (ProxyLeg) is a member and reaches back through `conn`.
+struct Connection::State {
+  State(Context& c, Peer p, TimePoint now)
+      : ctx(c),
+        cfg(*c.config),
+        peer(std::move(p)),
+        parser(cfg.limits),
+        in(new char[kClientBufferSize]),
+        proxy(cfg.mode == Mode::kProxy ? std::make_unique<ProxyLeg>(*this) : nullptr) {
+    // The first request's head must arrive within the header timeout of the accept (nginx's
+    // client_header_timeout).
+    client_deadline = now + cfg.header_timeout;
+    update(now);
+  }
+
+  // --- What is happening on the client side --------------------------------------------------
+  enum class Request : std::uint8_t {
+    kIdle,      // between requests: nothing of the next one received
+    kHead,      // part of a head received
+    kBody,      // head done, body being read
+    kComplete,  // the whole request was parsed; the next one waits for this exchange's end
+  };
+  enum class Handler : std::uint8_t { kNone, kEchoBody, kDelay, kProxy };
+
+  Context& ctx;
+  const Config& cfg;
+  Peer peer;
+  http::RequestParser parser;
+  std::unique_ptr<char[]> in;
+  std::size_t in_begin = 0;  // first unparsed byte
+  std::size_t in_end = 0;    // end of the bytes read
+
+  Request request = Request::kIdle;
+  Handler handler = Handler::kNone;
+  bool response_started = false;   // a byte of this exchange's response was queued
+  bool response_complete = false;  // this exchange's response is entirely queued
+  bool keep_alive = true;          // this exchange may be followed by another
+  bool upgrade_pending = false;    // the parser saw an upgrade: the stream is no longer HTTP
+  bool continue_pending = false;   // 100 Continue owed before the first body read
+  bool draining = false;
+  bool client_eof = false;         // the client half-closed after a complete request
+  bool echo_head_pending = false;  // the echo's 200 head is built but not yet queued
+
+  OutQueue to_client;
+  std::string client_head;  // response head (or whole small response) being written
+  char client_chunk[http::kChunkHeaderMax];
+
+  // Closing: stop parsing, flush, shut the write side, drain input until EOF or the deadline.
+  bool closing = false;
+  bool shut_wr = false;
+  bool done = false;
+  CloseMode close_mode = CloseMode::kGraceful;
+
+  bool want_client_read = false;
+  TimePoint client_deadline = kNever;  // header / idle / body / linger
+  TimePoint send_deadline = kNever;    // write progress to the client
+  TimePoint delay_deadline = kNever;   // echo /delay
+
+  std::unique_ptr<ProxyLeg> proxy;
+
+  // --- Driving -------------------------------------------------------------------------------
+
+  // Runs the machine as far as it goes without I/O, then recomputes what it wants.
+  void update(TimePoint now) {
+    for (int guard = 0; guard < 1'000'000; ++guard) {
+      if (!step(now)) {
+        break;
+      }
+    }
+    recompute_wants(now);
+  }
+
+  // One move; false when nothing more can happen until an event.
+  bool step(TimePoint now) {
+    if (done) {
+      return false;
+    }
+    if (proxy && proxy->step(now)) {
+      return true;
+    }
+    if (closing) {
+      return step_closing(now);
+    }
+    if (request == Request::kComplete) {
+      return maybe_finish_exchange(now);
+    }
+    if (!sink_ready()) {
+      return false;
+    }
+    // After a head, feed even an empty input once: a message without a body ends there.
+    if (in_begin == in_end && request != Request::kBody) {
+      return false;  // need input
+    }
+    if (upgrade_pending) {
+      return false;  // bytes after an upgrade belong to the tunnel (proxy) or are ignored
+    }
+    if (continue_pending && in_begin < in_end) {
+      // Body bytes already arrived: the client did not wait, no 100 is owed (RFC 9110 §10.1.1).
+      continue_pending = false;
+    }
+    std::string_view input(in.get() + in_begin, in_end - in_begin);
+    http::ParseStep st = parser.feed(input);
+    in_begin += st.consumed;
+    if (input.empty() && st.kind == http::ParseStep::Kind::kNeedMore) {
+      return false;
+    }
+    if (request == Request::kIdle && parser.in_head()) {
+      request = Request::kHead;
+      client_deadline = now + cfg.header_timeout;
+    }
+    if (!st.body.empty()) {
+      on_body(st.body, now);
+    }
+    switch (st.kind) {
+      case http::ParseStep::Kind::kNeedMore:
+      case http::ParseStep::Kind::kData:
+        break;
+      case http::ParseStep::Kind::kHead:
+        on_head(now);
+        break;
+      case http::ParseStep::Kind::kEnd:
+        on_request_end(now);
+        break;
+      case http::ParseStep::Kind::kUpgrade:
+        upgrade_pending = true;
+        keep_alive = false;
+        if (proxy) {
+          proxy->on_client_upgrade(now);
+        }
+        if (request != Request::kComplete) {
+          on_request_end(now);
+        }
+        break;
+      case http::ParseStep::Kind::kError:
+        fail(http::status_of(st.error), now);
+        break;
+    }
+    return true;
+  }
+
+  // Where parsed request bytes go must have room before more is parsed (backpressure).
+  bool sink_ready() const {
+    if (handler == Handler::kProxy) {
+      return proxy->request_sink_ready();
+    }
+    return to_client.empty();
+  }
+
+  void on_head(TimePoint now) {
+    const http::RequestHead& h = parser.head();
+    request = Request::kBody;  // kEnd follows at once when there is no body
+    client_deadline = now + cfg.body_timeout;
+    keep_alive = h.keep_alive && !draining;
+    response_started = false;
+    response_complete = false;
+    continue_pending = h.expect_continue && h.framing != http::Framing::kNone;
+    if (proxy) {
+      handler = Handler::kProxy;
+      proxy->on_request_head(now);
+      return;
+    }
+    EchoPlan plan = plan_echo(h);
+    switch (plan.kind) {
+      case EchoPlan::Kind::kEchoBody:
+        handler = Handler::kEchoBody;
+        start_echo_body();
+        break;
+      case EchoPlan::Kind::kEchoHead:
+        respond_echo_head();
+        break;
+      case EchoPlan::Kind::kPlaintext:
+        respond_text(200, "Hello, World!");
+        break;
+      case EchoPlan::Kind::kHealth:
+        respond_text(200, "ok");
+        break;
+      case EchoPlan::Kind::kDelay:
+        handler = Handler::kDelay;
+        delay_deadline = now + Duration(plan.ms);
+        break;
+      case EchoPlan::Kind::kCpu:
+        // Computation is not I/O: done here, on the driver's thread, so each model pays its
+        // real cost (DESIGN.md).
+        burn_cpu(static_cast<std::uint64_t>(plan.ms) * cfg.cpu_iterations_per_ms);
+        respond_text(200, "done");
+        break;
+      case EchoPlan::Kind::kBadRequest:
+        fail(400, now);
+        break;
+    }
+  }
+
+  void on_body(std::string_view piece, TimePoint now) {
+    client_deadline = now + cfg.body_timeout;
+    if (handler == Handler::kEchoBody) {
+      flush_echo_head();
+      if (parser.head().framing == http::Framing::kChunked) {
+        to_client.push(http::chunk_header(client_chunk, piece.size()));
+        to_client.push(piece);
+        to_client.push(http::kCrlf);
+      } else {
+        to_client.push(piece);
+      }
+    } else if (handler == Handler::kProxy) {
+      proxy->on_request_body(piece, now);
+    }
+  }
+
+  void on_request_end(TimePoint now) {
+    request = Request::kComplete;
+    client_deadline = kNever;
+    continue_pending = false;
+    if (handler == Handler::kEchoBody) {
+      flush_echo_head();
+      if (parser.head().framing == http::Framing::kChunked) {
+        to_client.push(http::kLastChunk);
+      }
+      response_complete = true;
+    } else if (handler == Handler::kProxy) {
+      proxy->on_request_end(now);
+    }
+  }
+
+  // The exchange is over when the request was read and the response written; then the next
+  // request (perhaps already buffered: pipelining) is taken, or the connection closes.
+  bool maybe_finish_exchange(TimePoint now) {
+    if (!response_complete || !to_client.empty()) {
+      return false;
+    }
+    if (proxy && !proxy->exchange_finished()) {
+      return false;
+    }
+    handler = Handler::kNone;
+    if (!keep_alive || draining) {
+      begin_close();
+      return true;
+    }
+    request = Request::kIdle;
+    client_deadline = now + cfg.idle_timeout;
+    return true;
+  }
+
+  // --- Echo responses --------------------------------------------------------------------------
+
+  void start_head(int status) {
+    client_head.clear();
+    http::append_status_line(client_head, status);
+    client_head.append("Server: gearbox\r\n");
+    if (!keep_alive) {
+      client_head.append("Connection: close\r\n");
+    } else if (parser.head().version_minor == 0) {
+      client_head.append("Connection: keep-alive\r\n");  // RFC 9112 §C.2.2
+    }
+    response_started = true;
+  }
+
+  bool head_request() const { return parser.head().method_kind == http::Method::kHead; }
+
+  void respond_text(int status, std::string_view body) {
+    start_head(status);
+    http::append_field(client_head, "Content-Type", "text/plain");
+    http::append_field(client_head, "Content-Length", static_cast<std::uint64_t>(body.size()));
+    http::end_head(client_head);
+    if (!head_request()) {
+      client_head.append(body);
+    }
+    to_client.push(client_head);
+    response_complete = true;
+  }
+
+  void respond_echo_head() {
+    const http::RequestHead& h = parser.head();
+    std::size_t length = h.method.size() + h.target.size() + 12;  // "M T HTTP/1.x\r\n"
+    for (http::Field f : h.headers) {
+      length += f.name.size() + f.value.size() + 4;
+    }
+    start_head(200);
+    http::append_field(client_head, "Content-Type", "text/plain");
+    http::append_field(client_head, "Content-Length", static_cast<std::uint64_t>(length));
+    http::end_head(client_head);
+    if (!head_request()) {
+      client_head.append(h.method).append(" ").append(h.target);
+      client_head.append(h.version_minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+      for (http::Field f : h.headers) {
+        client_head.append(f.name).append(": ").append(f.value).append("\r\n");
+      }
+    }
+    to_client.push(client_head);
+    response_complete = true;
+  }
+
+  void start_echo_body() {
+    const http::RequestHead& h = parser.head();
+    start_head(200);
+    if (auto type = h.headers.get("Content-Type")) {
+      http::append_field(client_head, "Content-Type", *type);
+    }
+    if (h.framing == http::Framing::kChunked) {
+      http::append_field(client_head, "Transfer-Encoding", "chunked");
+    } else {
+      http::append_field(client_head, "Content-Length", h.content_length);
+    }
+    http::end_head(client_head);
+    // The head waits for the first body byte (or the end), so that a body malformed from its
+    // first byte still gets its 400 instead of a 200 cut short.
+    echo_head_pending = true;
+  }
+
+  void flush_echo_head() {
+    if (echo_head_pending) {
+      echo_head_pending = false;
+      to_client.push(client_head);
+    }
+  }
+
+  void on_delay_over(TimePoint now) {
+    delay_deadline = kNever;
+    handler = Handler::kNone;
+    respond_text(200, "done");
+    (void)now;
+  }
+
+  // --- Errors and closing ----------------------------------------------------------------------
+
+  // Answers `status` and closes when nothing of this exchange's response was sent yet;
+  // otherwise the only honest signal left is to abort the connection.
+  void fail(int status, TimePoint now) {
+    (void)now;
+    if (echo_head_pending) {
+      echo_head_pending = false;
+      response_started = false;
+    }
+    if (proxy) {
+      proxy->abandon();
+    }
+    if (response_started || !to_client.empty()) {
+      abort();
+      return;
+    }
+    keep_alive = false;
+    std::string_view reason = http::reason_phrase(status);
+    client_head.clear();
+    http::append_status_line(client_head, status);
+    client_head.append("Server: gearbox\r\nContent-Type: text/plain\r\n");
+    http::append_field(client_head, "Content-Length", static_cast<std::uint64_t>(reason.size() + 1));
+    client_head.append("Connection: close\r\n\r\n");
+    if (!(request != Request::kIdle && request != Request::kHead && head_request())) {
+      client_head.append(reason).append("\n");
+    }
+    to_client.push(client_head);
+    response_started = true;
+    response_complete = true;
+    handler = Handler::kNone;
+    begin_close();
+  }
+
+  void abort() {
+    if (proxy) {
+      proxy->abandon();
+    }
+    to_client.clear();
+    closing = true;
+    close_mode = CloseMode::kAbort;
+    finish_if_possible();
+  }
+
+  void begin_close() {
+    closing = true;
+    request = Request::kComplete;
+  }
+
+  void finish_if_possible() {
+    if (!proxy || proxy->released()) {
+      done = true;
+    }
+  }
+
+  bool step_closing(TimePoint now) {
+    if (done) {
+      return false;
+    }
+    if (close_mode == CloseMode::kAbort) {
+      finish_if_possible();
+      return false;
+    }
+    if (!to_client.empty()) {
+      return false;
+    }
+    if (!shut_wr) {
+      shut_wr = true;
+      client_deadline = now + kLingerTime;
+      in_begin = in_end = 0;
+      return true;
+    }
+    return false;
+  }
+
+  // --- Wants -----------------------------------------------------------------------------------
+
+  void recompute_wants(TimePoint now) {
+    (void)now;
+    want_client_read = false;
+    if (done || close_mode == CloseMode::kAbort) {
+      send_deadline = kNever;
+      return;
+    }
+    if (shut_wr) {
+      // Lingering: discard whatever arrives until EOF.
+      in_begin = in_end = 0;
+      want_client_read = true;
+    } else if (closing) {
+      want_client_read = false;
+    } else if (proxy && proxy->tunnelling()) {
+      want_client_read = proxy->wants_client_read();
+    } else if (in_begin == in_end && sink_ready() && !upgrade_pending && !client_eof &&
+               request != Request::kComplete) {
+      want_client_read = true;
+    } else if (proxy && proxy->wants_client_read()) {
+      want_client_read = true;  // read-ahead while the response is awaited
+    }
+    if (want_client_read) {
+      compact();
+      if (in_end == kClientBufferSize) {
+        want_client_read = false;  // read-ahead buffer full: stop until parsed
+      }
+    }
+    if (continue_pending && want_client_read && to_client.empty() && request == Request::kBody &&
+        in_begin == in_end) {
+      // The client waits for our go-ahead before sending the body (RFC 9110 §10.1.1).
+      continue_pending = false;
+      to_client.push(kContinue);
+    }
+  }
+
+  void compact() {
+    if (in_begin == in_end) {
+      in_begin = in_end = 0;
+    } else if (in_end == kClientBufferSize && in_begin > 0) {
+      std::memmove(in.get(), in.get() + in_begin, in_end - in_begin);
+      in_end -= in_begin;
+      in_begin = 0;
+    }
+  }
+
+  TimePoint deadline() const {
+    TimePoint d = std::min({client_deadline, send_deadline, delay_deadline});
+    if (proxy) {
+      d = std::min(d, proxy->deadline());
+    }
+    return d;
+  }
+};
+
+}  // namespace gearbox::core

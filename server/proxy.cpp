@@ -1,0 +1,534 @@
+// The proxy half of a connection (see proxy.hpp). Request bytes flow client -> upstream only
+// when the previous upstream write completed; response bytes upstream -> client likewise
+// (STYLE.md: backpressure is explicit and pull-based, as h2o's proxy).
+#include "server/proxy.hpp"
+
+#include <cerrno>
+#include <cstring>
+
+#include "server/balancer.hpp"
+#include "server/connection_state.hpp"
+#include "server/log.hpp"
+#include "server/proxy_rewrite.hpp"
+#include "server/routing.hpp"
+
+namespace gearbox::core {
+namespace {
+
+constexpr std::size_t kUpstreamBufferSize = 16 * 1024;
+
+}  // namespace
+
+ProxyLeg::ProxyLeg(Connection::State& s)
+    : s_(s), parser_(s.cfg.limits), in_(new char[kUpstreamBufferSize]) {}
+
+ProxyLeg::~ProxyLeg() = default;
+
+const UpstreamGroup& ProxyLeg::group() const { return s_.cfg.groups[group_]; }
+
+
+// --- Request side ----------------------------------------------------------------------------
+
+void ProxyLeg::on_request_head(TimePoint now) {
+  const http::RequestHead& h = s_.parser.head();
+  exchange_ = true;
+  tried_ = 0;
+  stale_retried_ = false;
+  head_queued_ = body_started_ = request_sent_ = request_ended_ = false;
+  response_begun_ = response_head_sent_ = response_done_ = upstream_eof_ = false;
+  counted_ = false;
+  timed_out_ = false;
+  response_in_body_ = false;
+  const RouteMatch* route = s_.ctx.upstreams->router().match(h.target);
+  if (route == nullptr) {
+    fail_exchange(Router::routable(h.target) ? 404 : 400, now);
+    return;
+  }
+  group_ = route->group;
+  target_.clear();
+  Router::write_target(target_, *route, h.target);
+  parser_.expect(h.method_kind);
+  connect_next(now);
+}
+
+void ProxyLeg::connect_next(TimePoint now) {
+  if (up_ != Up::kNone) {
+    retry_pending_ = true;  // the previous connection is being released first
+    return;
+  }
+  Upstreams& ups = *s_.ctx.upstreams;
+  const std::size_t pick = ups.pick(group_, now, tried_);
+  if (pick == Upstreams::kNone) {
+    fail_exchange(timed_out_ ? 504 : 502, now);
+    return;
+  }
+  server_ = pick;
+  tried_ |= std::uint64_t{1} << (server_ % 64);
+  endpoint_ = &group().servers[server_].endpoint;
+  may_reuse_ = !stale_retried_;
+  up_ = Up::kConnecting;
+  timer_ = Timer::kConnect;
+  deadline_ = now + group().connect_timeout;
+}
+
+bool ProxyLeg::request_replayable() const { return !body_started_; }
+
+void ProxyLeg::send_request_head() {
+  const http::RequestHead& h = s_.parser.head();
+  const UpstreamGroup& g = group();
+  RequestRewrite rw;
+  rw.client_address = s_.peer.address;
+  rw.client_trusted = s_.peer.addr != nullptr && is_trusted(*s_.peer.addr, s_.cfg.trusted_proxies);
+  std::string_view client_host = h.headers.get("Host").value_or("");
+  rw.host = g.host ? std::string_view(*g.host) : client_host;
+  rw.framing = h.framing;
+  rw.content_length = h.content_length;
+  rw.upgrade = h.upgrade;
+  rw.strip_expect = true;  // 100-continue is answered to the client by the core itself
+  head_.clear();
+  write_upstream_request_head(head_, h, target_, rw);
+  to_upstream_.clear();
+  to_upstream_.push(head_);
+  head_queued_ = true;
+  body_in_queue_ = false;
+}
+
+bool ProxyLeg::request_sink_ready() const {
+  // Parse more of the client's request only once the upstream is connected and nothing from
+  // the client's buffer is still waiting to be written (it would move under the write).
+  return up_ == Up::kConnected && head_queued_ && !body_in_queue_ && to_upstream_.bytes() <= head_.size();
+}
+
+void ProxyLeg::on_request_body(std::string_view piece, TimePoint now) {
+  (void)now;
+  if (!exchange_ || response_done_ || up_ != Up::kConnected) {
+    return;  // the upstream answered early or is gone: the rest of the body is dropped
+  }
+  body_started_ = true;
+  body_in_queue_ = true;
+  if (s_.parser.head().framing == http::Framing::kChunked) {
+    to_upstream_.push(http::chunk_header(chunk_, piece.size()));
+    to_upstream_.push(piece);
+    to_upstream_.push(http::kCrlf);
+  } else {
+    to_upstream_.push(piece);
+  }
+  if (timer_ != Timer::kSend) {
+    timer_ = Timer::kSend;
+    deadline_ = now + group().send_timeout;
+  }
+}
+
+void ProxyLeg::on_request_end(TimePoint now) {
+  request_ended_ = true;
+  if (!exchange_ || response_done_) {
+    return;
+  }
+  if (s_.parser.head().framing == http::Framing::kChunked && up_ == Up::kConnected) {
+    to_upstream_.push(http::kLastChunk);
+  }
+  if (to_upstream_.empty() && up_ == Up::kConnected) {
+    request_sent_ = true;
+    timer_ = Timer::kRead;
+    deadline_ = now + group().read_timeout;
+  }
+}
+
+void ProxyLeg::on_client_upgrade(TimePoint now) { (void)now; }
+
+void ProxyLeg::on_written(std::size_t n, TimePoint now) {
+  to_upstream_.consume(n);
+  if (!to_upstream_.empty()) {
+    deadline_ = now + group().send_timeout;
+    return;
+  }
+  body_in_queue_ = false;
+  if (tunnel_) {
+    return;
+  }
+  if (request_ended_ && !request_sent_) {
+    request_sent_ = true;
+  }
+  if (!response_done_) {
+    // Waiting for the upstream now (or still streaming the body: progress either way).
+    timer_ = Timer::kRead;
+    deadline_ = now + group().read_timeout;
+  }
+}
+
+// --- Connecting and failing over -------------------------------------------------------------
+
+void ProxyLeg::on_connected(bool reused, TimePoint now) {
+  up_ = Up::kConnected;
+  reused_ = reused;
+  if (!reused) {
+    s_.ctx.upstreams->on_connect_ok(group_, server_);
+  }
+  if (!counted_) {
+    s_.ctx.upstreams->on_request_start(group_, server_);
+    counted_ = true;
+  }
+  in_begin_ = in_end_ = 0;
+  send_request_head();
+  timer_ = Timer::kSend;
+  deadline_ = now + group().send_timeout;
+}
+
+void ProxyLeg::on_connect_failed(int err, TimePoint now) {
+  up_ = Up::kNone;
+  timer_ = Timer::kNone;
+  deadline_ = kNever;
+  s_.ctx.upstreams->on_connect_failed(group_, server_, now);
+  log_warn("upstream %s: connect failed: %s", endpoint_->text.c_str(), std::strerror(err));
+  if (!exchange_) {
+    return;
+  }
+  // Nothing was sent: any request may go to the next server (nginx's proxy_next_upstream
+  // error; non-idempotent requests are only held back once sent).
+  connect_next(now);
+}
+
+void ProxyLeg::upstream_failed(const char* what, int err, TimePoint now) {
+  const bool nothing_back = !response_begun_;
+  if (endpoint_ != nullptr) {
+    log_warn("upstream %s: %s%s%s", endpoint_->text.c_str(), what, err ? ": " : "",
+             err ? std::strerror(err) : "");
+  }
+  release(Release::kDiscard);
+  if (tunnel_) {
+    return;
+  }
+  // The keep-alive race: a pooled connection the upstream had closed before it saw our
+  // request. Retried once on a fresh connection when the request can be sent again.
+  if (nothing_back && reused_ && !stale_retried_ && request_replayable() && exchange_ &&
+      !response_done_) {
+    stale_retried_ = true;
+    retry_pending_ = true;
+    (void)now;
+    return;
+  }
+  if (nothing_back) {
+    fail_exchange(502, now);
+  } else {
+    s_.abort();  // mid-response: never present a truncated response as complete
+  }
+}
+
+void ProxyLeg::fail_exchange(int status, TimePoint now) {
+  log_warn("proxy: answering %d for %s %s", status, s_.parser.head().method.c_str(),
+           s_.parser.head().target.c_str());
+  response_done_ = true;
+  exchange_ = false;
+  if (up_ != Up::kNone) {
+    release(Release::kDiscard);
+  }
+  s_.handler = Connection::State::Handler::kNone;
+  s_.fail(status, now);
+}
+
+void ProxyLeg::release(Release how) {
+  if (counted_) {
+    s_.ctx.upstreams->on_request_end(group_, server_);
+    counted_ = false;
+  }
+  timer_ = Timer::kNone;
+  deadline_ = kNever;
+  if (up_ == Up::kNone || up_ == Up::kReleasing) {
+    return;
+  }
+  up_ = Up::kReleasing;
+  release_ = how;
+  to_upstream_.clear();
+  body_in_queue_ = false;
+}
+
+void ProxyLeg::on_released(TimePoint now) {
+  up_ = Up::kNone;
+  release_ = Release::kNone;
+  in_begin_ = in_end_ = 0;
+  if (retry_pending_) {
+    retry_pending_ = false;
+    connect_next(now);
+  }
+}
+
+void ProxyLeg::abandon() {
+  exchange_ = false;
+  retry_pending_ = false;
+  if (up_ != Up::kNone) {
+    release(Release::kDiscard);
+  }
+}
+
+void ProxyLeg::on_client_eof(TimePoint now) {
+  (void)now;
+  client_eof_ = true;
+}
+
+// --- Response side ---------------------------------------------------------------------------
+
+void ProxyLeg::on_read(std::size_t n, TimePoint now) {
+  if (n == 0) {
+    upstream_eof_ = true;
+    if (tunnel_) {
+      return;
+    }
+    if (!response_begun_) {
+      upstream_failed("closed the connection before responding", 0, now);
+      return;
+    }
+    return;  // handled in step(): feed_eof once the buffered bytes are parsed
+  }
+  response_begun_ = true;
+  in_begin_ = 0;
+  in_end_ = n;
+  if (!tunnel_) {
+    timer_ = Timer::kRead;
+    deadline_ = now + group().read_timeout;
+  }
+}
+
+void ProxyLeg::on_error(int err, TimePoint now) {
+  if (tunnel_) {
+    release(Release::kDiscard);
+    s_.begin_close();
+    return;
+  }
+  upstream_failed("error", err, now);
+}
+
+void ProxyLeg::on_client_written(TimePoint now) { (void)now; }
+
+bool ProxyLeg::step(TimePoint now) {
+  if (tunnel_) {
+    return step_tunnel(now);
+  }
+  if (up_ != Up::kConnected || !exchange_ || response_done_ || !s_.to_client.empty()) {
+    return false;
+  }
+  if (in_begin_ == in_end_ && !response_in_body_) {
+    if (upstream_eof_) {
+      http::ParseStep st = parser_.feed_eof();
+      if (st.kind == http::ParseStep::Kind::kEnd) {
+        on_response_end(now);
+      } else {
+        upstream_failed("closed the connection mid-response", 0, now);
+      }
+      return true;
+    }
+    return false;
+  }
+  std::string_view input(in_.get() + in_begin_, in_end_ - in_begin_);
+  if (input.empty() && upstream_eof_) {
+    http::ParseStep st = parser_.feed_eof();
+    if (st.kind == http::ParseStep::Kind::kEnd) {
+      on_response_end(now);
+    } else {
+      upstream_failed("closed the connection mid-response", 0, now);
+    }
+    return true;
+  }
+  http::ParseStep st = parser_.feed(input);
+  in_begin_ += st.consumed;
+  if (input.empty() && st.kind == http::ParseStep::Kind::kNeedMore) {
+    return false;  // a head without a body would have ended here: more bytes are needed
+  }
+  if (!st.body.empty() && response_head_sent_) {
+    if (client_framing_ == http::Framing::kChunked) {
+      s_.to_client.push(http::chunk_header(resp_chunk_, st.body.size()));
+      s_.to_client.push(st.body);
+      s_.to_client.push(http::kCrlf);
+    } else {
+      s_.to_client.push(st.body);
+    }
+  }
+  switch (st.kind) {
+    case http::ParseStep::Kind::kNeedMore:
+    case http::ParseStep::Kind::kData:
+      break;
+    case http::ParseStep::Kind::kHead:
+      response_in_body_ = true;
+      on_response_head(now);
+      break;
+    case http::ParseStep::Kind::kEnd:
+      response_in_body_ = false;
+      if (parser_.head().status < 200) {
+        parser_.expect(s_.parser.head().method_kind);  // interim response dropped; the final follows
+        break;
+      }
+      on_response_end(now);
+      break;
+    case http::ParseStep::Kind::kUpgrade: {
+      if (parser_.head().status == 101 && s_.parser.head().upgrade) {
+        tunnel_ = true;
+        timer_ = Timer::kNone;
+        deadline_ = kNever;
+        s_.response_complete = true;
+        s_.keep_alive = false;
+      } else {
+        upstream_failed("switched protocols unasked", 0, now);
+      }
+      break;
+    }
+    case http::ParseStep::Kind::kError:
+      log_warn("upstream %s: malformed response", endpoint_->text.c_str());
+      response_begun_ = response_head_sent_;
+      upstream_failed("sent an invalid response", 0, now);
+      break;
+  }
+  return true;
+}
+
+void ProxyLeg::on_response_head(TimePoint now) {
+  (void)now;
+  const http::ResponseHead& r = parser_.head();
+  if (r.status < 200 && r.status != 101) {
+    return;  // 1xx: dropped (we answered 100-continue to the client ourselves)
+  }
+  const http::RequestHead& req = s_.parser.head();
+  ResponseRewrite rw;
+  const bool head_req = req.method_kind == http::Method::kHead;
+  const bool http10 = req.version_minor == 0;
+  rw.client_http10 = http10;
+  if (r.status == 101) {
+    rw.upgrade = true;
+    rw.framing = http::Framing::kNone;
+  } else if (!http::response_has_body(head_req, r.status)) {
+    rw.framing = http::Framing::kNone;
+  } else if (r.framing == http::Framing::kLength) {
+    rw.framing = http::Framing::kLength;
+    rw.content_length = r.content_length;
+  } else if (!http10) {
+    rw.framing = http::Framing::kChunked;  // chunked or until-close: re-framed as chunks
+  } else {
+    rw.framing = http::Framing::kUntilClose;
+    s_.keep_alive = false;
+  }
+  rw.close = !s_.keep_alive && r.status != 101;
+  client_framing_ = rw.framing;
+  s_.client_head.clear();
+  write_client_response_head(s_.client_head, r, rw);
+  s_.to_client.push(s_.client_head);
+  s_.response_started = true;
+  response_head_sent_ = true;
+}
+
+void ProxyLeg::on_response_end(TimePoint now) {
+  (void)now;
+  if (client_framing_ == http::Framing::kChunked) {
+    s_.to_client.push(http::kLastChunk);
+  }
+  response_done_ = true;
+  exchange_ = false;
+  s_.response_complete = true;
+  const http::ResponseHead& r = parser_.head();
+  const bool reusable = request_sent_ && r.keep_alive && r.framing != http::Framing::kUntilClose &&
+                        in_begin_ == in_end_ && !upstream_eof_;
+  release(reusable ? Release::kReuse : Release::kDiscard);
+  if (!request_ended_) {
+    // The upstream answered before the request body was read: the rest of it is not worth
+    // reading, the connection closes after this response.
+    s_.keep_alive = false;
+    s_.begin_close();
+  }
+}
+
+// --- Tunnel (after 101 Switching Protocols) --------------------------------------------------
+
+bool ProxyLeg::step_tunnel(TimePoint now) {
+  (void)now;
+  bool moved = false;
+  if (up_ == Up::kConnected && to_upstream_.empty() && s_.in_begin < s_.in_end) {
+    to_upstream_.push({s_.in.get() + s_.in_begin, s_.in_end - s_.in_begin});
+    s_.in_begin = s_.in_end;
+    body_in_queue_ = true;
+    moved = true;
+  }
+  if (s_.to_client.empty() && in_begin_ < in_end_) {
+    s_.to_client.push({in_.get() + in_begin_, in_end_ - in_begin_});
+    in_begin_ = in_end_;
+    moved = true;
+  }
+  if (s_.to_client.empty() && in_begin_ == in_end_) {
+    in_begin_ = in_end_ = 0;
+  }
+  // Either side's end ends the tunnel once what it sent has been passed on.
+  if (upstream_eof_ && in_begin_ == in_end_ && s_.to_client.empty() && !s_.closing) {
+    release(Release::kDiscard);
+    s_.begin_close();
+    moved = true;
+  }
+  if (client_eof_ && to_upstream_.empty() && up_ == Up::kConnected) {
+    release(Release::kDiscard);
+    s_.begin_close();
+    moved = true;
+  }
+  return moved;
+}
+
+bool ProxyLeg::wants_client_read() const {
+  if (tunnel_) {
+    return !client_eof_ && up_ == Up::kConnected && to_upstream_.empty() &&
+           s_.in_begin == s_.in_end;
+  }
+  // While the response is awaited, watch the client so that its going away is noticed
+  // (nginx: "client prematurely closed connection"); what it sends is kept for later.
+  return active() && request_ended_ && !client_eof_ && !body_in_queue_;
+}
+
+// --- Wants and timers ------------------------------------------------------------------------
+
+void ProxyLeg::fill_wants(Wants& w) const {
+  switch (up_) {
+    case Up::kNone:
+      break;
+    case Up::kConnecting:
+      w.upstream_connect = endpoint_;
+      w.upstream_may_reuse = may_reuse_;
+      break;
+    case Up::kConnected:
+      w.upstream_write = to_upstream_.pending();
+      if ((tunnel_ && !upstream_eof_ && s_.to_client.empty() && in_begin_ == in_end_) ||
+          (!tunnel_ && exchange_ && !response_done_ && !upstream_eof_ &&
+           in_begin_ == in_end_ && s_.to_client.empty())) {
+        w.upstream_read = {in_.get(), kUpstreamBufferSize};  // in_begin_ == in_end_: restart at 0
+      }
+      break;
+    case Up::kReleasing:
+      w.release_upstream = release_;
+      break;
+  }
+}
+
+void ProxyLeg::on_deadline(TimePoint now) {
+  if (deadline_ > now) {
+    return;
+  }
+  const Timer t = timer_;
+  timer_ = Timer::kNone;
+  deadline_ = kNever;
+  switch (t) {
+    case Timer::kNone:
+      break;
+    case Timer::kConnect:
+      s_.ctx.upstreams->on_connect_failed(group_, server_, now);
+      log_warn("upstream %s: connect timed out", endpoint_->text.c_str());
+      release(Release::kDiscard);
+      timed_out_ = true;
+      retry_pending_ = exchange_;  // the next server, once this attempt is released
+      break;
+    case Timer::kSend:
+    case Timer::kRead:
+      log_warn("upstream %s: %s timed out", endpoint_->text.c_str(),
+               t == Timer::kSend ? "send" : "read");
+      release(Release::kDiscard);
+      if (response_head_sent_) {
+        s_.abort();
+      } else {
+        fail_exchange(504, now);
+      }
+      break;
+  }
+}
+
+}  // namespace gearbox::core

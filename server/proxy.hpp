@@ -1,0 +1,110 @@
+// The proxy half of a connection: one upstream exchange at a time, relayed both ways with
+// backpressure, plus the tunnel after an Upgrade. Decides routing, retries, 502/504 and reuse;
+// the driver only opens, reads, writes and releases the upstream socket.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "http/parser.hpp"
+#include "server/connection.hpp"
+#include "http/serializer.hpp"
+#include "server/out_queue.hpp"
+
+namespace gearbox::core {
+
+class ProxyLeg {
+ public:
+  explicit ProxyLeg(Connection::State& s);
+  ~ProxyLeg();
+
+  // Driven by the client half.
+  bool step(TimePoint now);  // one move; false when nothing can happen until an event
+  bool request_sink_ready() const;
+  void on_request_head(TimePoint now);
+  void on_request_body(std::string_view piece, TimePoint now);
+  void on_request_end(TimePoint now);
+  void on_client_upgrade(TimePoint now);
+  void on_client_written(TimePoint now);
+  void on_client_eof(TimePoint now);
+  bool exchange_finished() const { return response_done_; }
+  bool wants_client_read() const;  // read the client although no request is being parsed
+  bool active() const { return exchange_ && !response_done_; }
+  bool tunnelling() const { return tunnel_; }
+  void abandon();  // the client side failed: drop the upstream connection
+  bool released() const { return up_ == Up::kNone; }
+  void fill_wants(Wants& w) const;
+  TimePoint deadline() const { return deadline_; }
+  void on_deadline(TimePoint now);
+
+  // Upstream events.
+  void on_connected(bool reused, TimePoint now);
+  void on_connect_failed(int err, TimePoint now);
+  void on_read(std::size_t n, TimePoint now);
+  void on_written(std::size_t n, TimePoint now);
+  void on_error(int err, TimePoint now);
+  void on_released(TimePoint now);
+
+ private:
+  enum class Up : std::uint8_t { kNone, kConnecting, kConnected, kReleasing };
+
+  void connect_next(TimePoint now);
+  void send_request_head();
+  void upstream_failed(const char* what, int err, TimePoint now);
+  void fail_exchange(int status, TimePoint now);
+  void release(Release how);
+  void on_response_head(TimePoint now);
+  void on_response_end(TimePoint now);
+  bool step_tunnel(TimePoint now);
+  bool request_replayable() const;
+  const UpstreamGroup& group() const;
+
+  Connection::State& s_;
+  http::ResponseParser parser_;
+  std::unique_ptr<char[]> in_;
+  std::size_t in_begin_ = 0;
+  std::size_t in_end_ = 0;
+
+  Up up_ = Up::kNone;
+  Release release_ = Release::kNone;
+  const Endpoint* endpoint_ = nullptr;
+  bool may_reuse_ = true;
+  bool reused_ = false;
+
+  // The exchange in progress.
+  bool exchange_ = false;
+  std::size_t group_ = 0;
+  std::size_t server_ = 0;
+  std::uint64_t tried_ = 0;  // servers of the group already tried for this request
+  bool stale_retried_ = false;
+  bool counted_ = false;     // on_request_start was reported to the balancer
+  std::string target_;       // origin-form target after routing
+  bool head_queued_ = false;
+  bool body_started_ = false;    // a client body byte was queued upstream: no replay possible
+  bool request_sent_ = false;    // the whole request was written upstream
+  bool request_ended_ = false;   // the client request was entirely parsed
+  bool response_begun_ = false;  // a byte of the response arrived
+  bool response_head_sent_ = false;
+  bool response_done_ = false;
+  bool upstream_eof_ = false;
+  http::Framing client_framing_ = http::Framing::kNone;
+  bool tunnel_ = false;
+  bool client_eof_ = false;
+  bool retry_pending_ = false;   // connect again once the failed connection is released
+  bool timed_out_ = false;       // the last failure was a timeout: 504 rather than 502
+  bool response_in_body_ = false;  // the response head was parsed; feed even without bytes
+
+  OutQueue to_upstream_;
+  bool body_in_queue_ = false;  // to_upstream_ points into the client's buffer
+  std::string head_;            // request head sent upstream
+  char chunk_[http::kChunkHeaderMax];
+  char resp_chunk_[http::kChunkHeaderMax];
+
+  enum class Timer : std::uint8_t { kNone, kConnect, kSend, kRead };
+  Timer timer_ = Timer::kNone;
+  TimePoint deadline_ = kNever;
+};
+
+}  // namespace gearbox::core

@@ -1,0 +1,280 @@
+// Byte scripts through the core in echo mode: exact bytes out, every script re-run with the input
+// split at every byte boundary, and timeouts on a fake clock.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "tests/support/core_harness.hpp"
+
+namespace gearbox {
+namespace {
+
+using test::CoreHarness;
+using namespace std::chrono_literals;
+
+std::string run_script(const std::string& in, std::size_t piece = 0, std::size_t write_piece = 0,
+                       core::Config cfg = {}) {
+  CoreHarness h(cfg);
+  h.piece = piece;
+  h.write_piece = write_piece;
+  h.send(in);
+  h.send_eof();
+  h.run();
+  return h.output();
+}
+
+// The same output whatever the read and write sizes.
+void expect_split_invariant(const std::string& in, core::Config cfg = {}) {
+  const std::string whole = run_script(in, 0, 0, cfg);
+  for (std::size_t piece = 1; piece <= in.size(); piece += (piece < 64 ? 1 : 97)) {
+    ASSERT_EQ(run_script(in, piece, 0, cfg), whole) << "read piece " << piece;
+  }
+  for (std::size_t w : {1, 2, 7, 64}) {
+    ASSERT_EQ(run_script(in, 0, w, cfg), whole) << "write piece " << w;
+  }
+}
+
+const std::string kPlaintextResponse =
+    "HTTP/1.1 200 OK\r\nServer: gearbox\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
+    "Hello, World!";
+
+TEST(ConnectionEcho, Plaintext) {
+  CoreHarness h;
+  h.send("GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n");
+  h.run();
+  EXPECT_EQ(h.output(), kPlaintextResponse);
+  EXPECT_FALSE(h.closed());
+  EXPECT_TRUE(h.conn().idle());
+}
+
+TEST(ConnectionEcho, PipelinedRequestsAnsweredInOrder) {
+  std::string in =
+      "GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n"
+      "GET /health HTTP/1.1\r\nHost: a\r\n\r\n"
+      "GET /plaintext HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+  CoreHarness h;
+  h.send(in);
+  h.run();
+  std::string health =
+      "HTTP/1.1 200 OK\r\nServer: gearbox\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok";
+  std::string last =
+      "HTTP/1.1 200 OK\r\nServer: gearbox\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+      "Content-Length: 13\r\n\r\nHello, World!";
+  EXPECT_EQ(h.output(), kPlaintextResponse + health + last);
+  EXPECT_TRUE(h.shut_wr());
+  expect_split_invariant(in);
+}
+
+TEST(ConnectionEcho, EchoesContentLengthBody) {
+  std::string in =
+      "POST /x HTTP/1.1\r\nHost: a\r\nContent-Type: text/x\r\nContent-Length: 5\r\n\r\nhello";
+  CoreHarness h;
+  h.send(in);
+  h.run();
+  EXPECT_EQ(h.output(),
+            "HTTP/1.1 200 OK\r\nServer: gearbox\r\nContent-Type: text/x\r\nContent-Length: 5\r\n\r\n"
+            "hello");
+  expect_split_invariant(in);
+}
+
+// The de-chunked body of a chunked response, or "<malformed>".
+std::string dechunk(const std::string& out) {
+  std::size_t start = out.find("\r\n\r\n");
+  if (start == std::string::npos) {
+    return "<malformed>";
+  }
+  std::string body = out.substr(start + 4);
+  std::string decoded;
+  std::size_t pos = 0;
+  while (true) {
+    std::size_t eol = body.find("\r\n", pos);
+    if (eol == std::string::npos) {
+      return "<malformed>";
+    }
+    std::size_t n = std::stoul(body.substr(pos, eol - pos), nullptr, 16);
+    if (n == 0) {
+      return body.substr(eol) == "\r\n\r\n" ? decoded : "<malformed>";
+    }
+    decoded += body.substr(eol + 2, n);
+    pos = eol + 2 + n + 2;
+  }
+}
+
+TEST(ConnectionEcho, ChunkedInChunkedOut) {
+  std::string in =
+      "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n";
+  // Chunk boundaries follow the reads (streaming), the body does not.
+  for (std::size_t piece = 0; piece <= in.size(); ++piece) {
+    std::string out = run_script(in, piece);
+    ASSERT_TRUE(out.starts_with("HTTP/1.1 200 OK\r\n")) << out;
+    EXPECT_NE(out.find("Transfer-Encoding: chunked\r\n"), std::string::npos);
+    ASSERT_EQ(dechunk(out), "abcde") << "piece " << piece << ": " << out;
+  }
+}
+
+TEST(ConnectionEcho, BodilessRequestGetsItsHeadEchoed) {
+  CoreHarness h;
+  h.send("GET /x?y=1 HTTP/1.1\r\nHost: a\r\nX-Test: v\r\n\r\n");
+  h.run();
+  std::string body = "GET /x?y=1 HTTP/1.1\r\nHost: a\r\nX-Test: v\r\n";
+  EXPECT_EQ(h.output(), "HTTP/1.1 200 OK\r\nServer: gearbox\r\nContent-Type: text/plain\r\n"
+                        "Content-Length: " +
+                            std::to_string(body.size()) + "\r\n\r\n" + body);
+}
+
+TEST(ConnectionEcho, HeadHasNoBody) {
+  CoreHarness h;
+  h.send("HEAD /plaintext HTTP/1.1\r\nHost: a\r\n\r\n");
+  h.run();
+  EXPECT_EQ(h.output(),
+            "HTTP/1.1 200 OK\r\nServer: gearbox\r\nContent-Type: text/plain\r\nContent-Length: 13"
+            "\r\n\r\n");
+}
+
+TEST(ConnectionEcho, Http10ClosesUnlessKeepAlive) {
+  {
+    CoreHarness h;
+    h.send("GET /health HTTP/1.0\r\n\r\n");
+    h.run();
+    EXPECT_NE(h.output().find("Connection: close\r\n"), std::string::npos);
+    EXPECT_TRUE(h.shut_wr());
+  }
+  {
+    CoreHarness h;
+    h.send("GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    h.run();
+    EXPECT_EQ(h.output().find("Connection: close"), std::string::npos);
+    EXPECT_FALSE(h.shut_wr());
+  }
+}
+
+TEST(ConnectionEcho, ExpectContinueSendsInterimBeforeBodyIsRead) {
+  CoreHarness h;
+  h.send("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+  h.run();
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 100 Continue\r\n\r\n")) << h.output();
+  h.send("abc");
+  h.run();
+  EXPECT_TRUE(h.output().ends_with("\r\n\r\nabc")) << h.output();
+}
+
+TEST(ConnectionEcho, ExpectContinueOverLimitGets413WithoutInterim) {
+  core::Config cfg;
+  cfg.limits.max_body = 10;
+  CoreHarness h(cfg);
+  h.send("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n");
+  h.run();
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 413 ")) << h.output();
+  EXPECT_EQ(h.output().find("100 Continue"), std::string::npos);
+}
+
+struct BadCase {
+  const char* name;
+  std::string request;
+  int status;
+};
+
+class ConnectionErrors : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(ConnectionErrors, AnswersStatusAndCloses) {
+  core::Config cfg;
+  cfg.limits.max_header = 256;
+  cfg.limits.max_headers = 5;
+  cfg.limits.max_body = 16;
+  CoreHarness h(cfg);
+  h.send(GetParam().request);
+  h.run();
+  std::string prefix = "HTTP/1.1 " + std::to_string(GetParam().status) + " ";
+  EXPECT_TRUE(h.output().starts_with(prefix)) << h.output();
+  EXPECT_NE(h.output().find("Connection: close\r\n"), std::string::npos);
+  EXPECT_TRUE(h.shut_wr());
+  h.send_eof();
+  h.run();
+  EXPECT_TRUE(h.closed());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Statuses, ConnectionErrors,
+    ::testing::Values(
+        BadCase{"UriTooLong", "GET /" + std::string(400, 'a') + " HTTP/1.1\r\nHost: a\r\n\r\n",
+                414},
+        BadCase{"HeaderTooLarge",
+                "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(300, 'b') + "\r\n\r\n", 431},
+        BadCase{"TooManyFields",
+                "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\n\r\n", 431},
+        BadCase{"BodyTooLarge", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n", 413},
+        BadCase{"UnknownTransferEncoding",
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+        BadCase{"ContentLengthWithTransferEncoding",
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                400},
+        BadCase{"MissingHost", "GET / HTTP/1.1\r\n\r\n", 400},
+        BadCase{"HttpVersion2", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
+        BadCase{"BadDelayArgument", "GET /delay/abc HTTP/1.1\r\nHost: a\r\n\r\n", 400}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(ConnectionTimeouts, PartialHeadGets408AfterHeaderTimeout) {
+  core::Config cfg;
+  cfg.header_timeout = 1000ms;
+  CoreHarness h(cfg);
+  h.send("GET / HTTP/1.1\r\nHo");
+  h.run();
+  EXPECT_EQ(h.output(), "");
+  h.advance(999ms);
+  EXPECT_EQ(h.output(), "");
+  h.advance(1ms);
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 408 ")) << h.output();
+}
+
+TEST(ConnectionTimeouts, IdleKeepAliveConnectionIsClosedSilently) {
+  core::Config cfg;
+  cfg.idle_timeout = 5000ms;
+  CoreHarness h(cfg);
+  h.send("GET /health HTTP/1.1\r\nHost: a\r\n\r\n");
+  h.run();
+  std::string first = h.output();
+  h.advance(4999ms);
+  EXPECT_FALSE(h.closed());
+  h.advance(1ms);
+  EXPECT_EQ(h.output(), first);
+  EXPECT_TRUE(h.shut_wr() || h.closed());
+}
+
+TEST(ConnectionEcho, DelayAnswersAtItsDeadline) {
+  CoreHarness h;
+  h.send("GET /delay/250 HTTP/1.1\r\nHost: a\r\n\r\n");
+  h.run();
+  EXPECT_EQ(h.output(), "");
+  EXPECT_EQ(h.deadline(), h.now() + 250ms);
+  h.advance(250ms);
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 200 OK\r\n")) << h.output();
+}
+
+TEST(ConnectionEcho, DrainClosesIdleAndFinishesInFlight) {
+  CoreHarness h;
+  h.send("GET /delay/100 HTTP/1.1\r\nHost: a\r\n\r\n");
+  h.run();
+  h.conn().on_drain(h.now());
+  h.run();
+  EXPECT_FALSE(h.closed());
+  h.advance(100ms);
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 200 OK\r\n")) << h.output();
+  EXPECT_NE(h.output().find("Connection: close\r\n"), std::string::npos);
+  EXPECT_TRUE(h.shut_wr());
+}
+
+TEST(ConnectionEcho, SlowReaderIsAbortedAfterSendTimeout) {
+  core::Config cfg;
+  cfg.send_timeout = 1000ms;
+  CoreHarness h(cfg);
+  h.write_piece = 0;
+  h.send("GET /health HTTP/1.1\r\nHost: a\r\n\r\n");
+  // The harness writes everything at once; a send timeout only arms while bytes are pending,
+  // so after a full write there is no deadline left but the idle one.
+  h.run();
+  EXPECT_EQ(h.deadline(), h.now() + cfg.idle_timeout);
+}
+
+}  // namespace
+}  // namespace gearbox
