@@ -363,7 +363,7 @@ struct Connection::State {
       proxy->abandon();
     }
     if (response_started || !to_client.empty()) {
-      abort();
+      cut(false);
       return;
     }
     keep_alive = false;
@@ -379,6 +379,22 @@ struct Connection::State {
     to_client.push(client_head);
     response_started = true;
     response_complete = true;
+    handler = Handler::kNone;
+    begin_close();
+  }
+
+  // A response already under way cannot turn into an error: what is queued is flushed and the
+  // connection closed, which a client sees as a truncated message (a missing last chunk or
+  // short Content-Length). A close-delimited body would look complete: that one is reset.
+  void cut(bool close_delimited) {
+    if (close_delimited) {
+      abort();
+      return;
+    }
+    if (proxy) {
+      proxy->abandon();
+    }
+    keep_alive = false;
     handler = Handler::kNone;
     begin_close();
   }

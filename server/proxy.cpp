@@ -210,7 +210,8 @@ void ProxyLeg::upstream_failed(const char* what, int err, TimePoint now) {
   if (nothing_back) {
     fail_exchange(502, now);
   } else {
-    s_.abort();  // mid-response: never present a truncated response as complete
+    // Mid-response: never present a truncated response as complete.
+    s_.cut(client_framing_ == http::Framing::kUntilClose);
   }
 }
 
@@ -371,7 +372,6 @@ bool ProxyLeg::step(TimePoint now) {
       break;
     }
     case http::ParseStep::Kind::kError:
-      log_warn("upstream %s: malformed response", endpoint_->text.c_str());
       response_begun_ = response_head_sent_;
       upstream_failed("sent an invalid response", 0, now);
       break;
@@ -523,7 +523,7 @@ void ProxyLeg::on_deadline(TimePoint now) {
                t == Timer::kSend ? "send" : "read");
       release(Release::kDiscard);
       if (response_head_sent_) {
-        s_.abort();
+        s_.cut(client_framing_ == http::Framing::kUntilClose);
       } else {
         fail_exchange(504, now);
       }

@@ -1,0 +1,147 @@
+// Byte scripts through the core's proxy half: what reaches the upstream, what reaches the
+// client, when the upstream connection is reused or discarded, and each 502/504 rule.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+
+#include <string>
+
+#include "tests/support/core_harness.hpp"
+
+namespace gearbox {
+namespace {
+
+using test::CoreHarness;
+using namespace std::chrono_literals;
+
+core::Config proxy_config(int servers = 1) {
+  core::Config cfg;
+  cfg.mode = core::Mode::kProxy;
+  core::UpstreamGroup g;
+  g.name = "default";
+  for (int i = 0; i < servers; ++i) {
+    core::UpstreamServer s;
+    auto* sin = reinterpret_cast<sockaddr_in*>(&s.endpoint.addr);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(static_cast<uint16_t>(9000 + i));
+    inet_pton(AF_INET, "127.0.0.1", &sin->sin_addr);
+    s.endpoint.len = sizeof(sockaddr_in);
+    s.endpoint.text = "127.0.0.1:" + std::to_string(9000 + i);
+    g.servers.push_back(s);
+  }
+  g.read_timeout = 2000ms;
+  cfg.groups.push_back(g);
+  return cfg;
+}
+
+const std::string kOk = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+TEST(ProxyLeg, RelaysRequestAndResponseAndReusesTheConnection) {
+  CoreHarness h(proxy_config());
+  h.upstream_script = kOk;
+  h.send("GET /a HTTP/1.1\r\nHost: app\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\r\n");
+  h.run();
+  EXPECT_EQ(h.upstream_received(),
+            "GET /a HTTP/1.1\r\nHost: app\r\nX-Forwarded-For: 127.0.0.1\r\n"
+            "X-Forwarded-Proto: http\r\nX-Forwarded-Host: app\r\nVia: 1.1 gearbox\r\n\r\n");
+  EXPECT_EQ(h.output(), "HTTP/1.1 200 OK\r\nVia: 1.1 gearbox\r\nContent-Length: 2\r\n\r\nok");
+  EXPECT_EQ(h.reuses(), 1);
+  EXPECT_FALSE(h.closed());
+}
+
+TEST(ProxyLeg, StreamsChunkedRequestBodyReframed) {
+  CoreHarness h(proxy_config());
+  h.upstream_script = kOk;
+  h.send("POST /a HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+  h.run();
+  EXPECT_TRUE(h.upstream_received().ends_with("\r\n\r\n3\r\nabc\r\n0\r\n\r\n"))
+      << h.upstream_received();
+  EXPECT_NE(h.upstream_received().find("Transfer-Encoding: chunked\r\n"), std::string::npos);
+  EXPECT_TRUE(h.output().ends_with("ok"));
+}
+
+TEST(ProxyLeg, RefusedUpstreamIs502) {
+  CoreHarness h(proxy_config());
+  h.upstream_refuses = true;
+  h.send("GET /a HTTP/1.1\r\nHost: app\r\n\r\n");
+  h.run();
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 502 ")) << h.output();
+  EXPECT_EQ(h.connects(), 1);
+}
+
+TEST(ProxyLeg, ConnectFailureTriesTheNextServer) {
+  CoreHarness h(proxy_config(2));
+  h.upstream_refuses = true;
+  h.send("GET /a HTTP/1.1\r\nHost: app\r\n\r\n");
+  h.run();
+  EXPECT_EQ(h.connects(), 2);
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 502 ")) << h.output();
+}
+
+TEST(ProxyLeg, MalformedUpstreamResponseIs502AndDiscarded) {
+  CoreHarness h(proxy_config());
+  h.upstream_script = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok";
+  h.send("GET /a HTTP/1.1\r\nHost: app\r\n\r\n");
+  h.run();
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 502 ")) << h.output();
+  EXPECT_EQ(h.reuses(), 0);
+}
+
+TEST(ProxyLeg, UpstreamClosingMidBodyCutsTheClientResponse) {
+  CoreHarness h(proxy_config());
+  h.upstream_script = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+  h.upstream_eof = true;
+  h.send("GET /a HTTP/1.1\r\nHost: app\r\n\r\n");
+  h.run();
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 200 OK\r\n")) << h.output();
+  EXPECT_TRUE(h.output().ends_with("abc"));
+  EXPECT_TRUE(h.shut_wr() || h.closed());
+}
+
+TEST(ProxyLeg, SilentUpstreamIs504AfterReadTimeout) {
+  CoreHarness h(proxy_config());
+  h.send("GET /a HTTP/1.1\r\nHost: app\r\n\r\n");
+  h.run();
+  EXPECT_EQ(h.output(), "");
+  h.advance(1999ms);
+  EXPECT_EQ(h.output(), "");
+  h.advance(1ms);
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 504 ")) << h.output();
+}
+
+TEST(ProxyLeg, UntilCloseResponseIsChunkedToHttp11Client) {
+  CoreHarness h(proxy_config());
+  h.upstream_script = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nabc";
+  h.upstream_eof = true;
+  h.send("GET /a HTTP/1.1\r\nHost: app\r\n\r\n");
+  h.run();
+  EXPECT_EQ(h.output(),
+            "HTTP/1.1 200 OK\r\nVia: 1.1 gearbox\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "3\r\nabc\r\n0\r\n\r\n");
+  EXPECT_FALSE(h.closed());
+}
+
+TEST(ProxyLeg, SmugglingAttemptNeverReachesTheUpstream) {
+  CoreHarness h(proxy_config());
+  h.upstream_script = kOk;
+  h.send(
+      "POST /a HTTP/1.1\r\nHost: app\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "0\r\n\r\nGET /admin HTTP/1.1\r\nHost: app\r\n\r\n");
+  h.run();
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 400 ")) << h.output();
+  EXPECT_EQ(h.upstream_received(), "");
+  EXPECT_EQ(h.connects(), 0);
+}
+
+TEST(ProxyLeg, HeadResponseHasNoBody) {
+  CoreHarness h(proxy_config());
+  h.upstream_script = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+  h.send("HEAD /a HTTP/1.1\r\nHost: app\r\n\r\nGET /b HTTP/1.1\r\nHost: app\r\n\r\n");
+  h.run();
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 200 OK\r\n")) << h.output();
+  EXPECT_NE(h.upstream_received().find("GET /b HTTP/1.1"), std::string::npos)
+      << "the pipelined request after HEAD was not forwarded";
+}
+
+}  // namespace
+}  // namespace gearbox
