@@ -14,6 +14,7 @@
 #include "server/connection.hpp"
 #include "server/cpu_burn.hpp"
 #include "server/echo.hpp"
+#include "server/log.hpp"
 #include "server/out_queue.hpp"
 #include "server/proxy.hpp"
 
@@ -69,6 +70,7 @@ struct Connection::State {
   bool draining = false;
   bool client_eof = false;         // the client half-closed after a complete request
   bool echo_head_pending = false;  // the echo's 200 head is built but not yet queued
+  int response_status = 0;         // for the access log
 
   OutQueue to_client;
   std::string client_head;  // response head (or whole small response) being written
@@ -260,6 +262,11 @@ struct Connection::State {
       return false;
     }
     handler = Handler::kNone;
+    if (access_log_enabled()) {
+      // Off the hot path unless asked for (--access-log).
+      log_access("%s \"%s %s\" %d", peer.address.c_str(), parser.head().method.c_str(),
+                 parser.head().target.c_str(), response_status);
+    }
     if (!keep_alive || draining) {
       begin_close();
       return true;
@@ -272,6 +279,7 @@ struct Connection::State {
   // --- Echo responses --------------------------------------------------------------------------
 
   void start_head(int status) {
+    response_status = status;
     client_head.clear();
     http::append_status_line(client_head, status);
     client_head.append("Server: gearbox\r\n");
@@ -368,6 +376,7 @@ struct Connection::State {
     }
     keep_alive = false;
     std::string_view reason = http::reason_phrase(status);
+    response_status = status;
     client_head.clear();
     http::append_status_line(client_head, status);
     client_head.append("Server: gearbox\r\nContent-Type: text/plain\r\n");

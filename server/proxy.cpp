@@ -408,6 +408,7 @@ void ProxyLeg::on_response_head(TimePoint now) {
   client_framing_ = rw.framing;
   s_.client_head.clear();
   write_client_response_head(s_.client_head, r, rw);
+  s_.response_status = r.status;
   s_.to_client.push(s_.client_head);
   s_.response_started = true;
   response_head_sent_ = true;
