@@ -4,6 +4,7 @@
 #include <string_view>
 #include <vector>
 
+#include "backends/prefork/prefork_backend.hpp"
 #include "backends/thread/thread_backend.hpp"
 #include "server/backend.hpp"
 
@@ -18,6 +19,8 @@ std::string always_available() {
 
 const std::vector<BackendInfo>& backend_registry() {
   static const std::vector<BackendInfo> kBackends = {
+      {"prefork", "worker processes, one connection each, forked by a master (Apache prefork)",
+       &always_available, &backends::make_prefork_backend},
       {"thread", "one OS thread per connection, blocking I/O", &always_available,
        &backends::make_thread_backend},
   };
