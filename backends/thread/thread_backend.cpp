@@ -13,14 +13,17 @@
 #include <cerrno>
 #include <climits>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
+#include <exception>
 #include <memory>
 
 #include "backends/common/blocking_pump.hpp"
+#include "backends/common/health_check.hpp"
 #include "backends/common/socket.hpp"
 #include "backends/common/upstream_pool.hpp"
+#include "server/balancer.hpp"
 #include "server/connection.hpp"
+#include "server/log.hpp"
 
 namespace gearbox::backends {
 namespace {
@@ -36,6 +39,8 @@ struct Shared {
 
   core::Context base;  // copied per connection: `draining` is then written by one thread only
   UpstreamPool pool;   // one per process: every thread may reuse any idle upstream connection
+  std::unique_ptr<core::Upstreams> upstreams;  // proxy mode; thread-safe (balancer.hpp)
+  std::unique_ptr<HealthChecker> health;
   int drain_fd = -1;
   int wake_fd = -1;  // eventfd: a thread left while the acceptor was at the cap or draining
   int max_connections = 0;
@@ -81,6 +86,9 @@ void* connection_main(void* arg) {
 }
 
 int poll_ms(core::TimePoint now, core::TimePoint until) {
+  if (until == core::kNever) {
+    return -1;
+  }
   if (until <= now) {
     return 0;
   }
@@ -94,17 +102,23 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
   auto* s = new Shared(config);
   s->base.config = &config;
   if (config.mode == core::Mode::kProxy) {
-    // PROXY: create the balancer here once core::Upstreams lands; one per process, shared by
-    // every connection thread, so it must be thread-safe:
-    //   upstreams = std::make_unique<core::Upstreams>(config);  (kept alive in Shared)
-    //   s->base.upstreams = upstreams.get();
-    s->base.upstreams = nullptr;
+    // One balancer per process, shared by every connection thread (it is thread-safe).
+    try {
+      s->upstreams = std::make_unique<core::Upstreams>(config);
+    } catch (const std::exception& e) {
+      core::log_error("thread backend: %s", e.what());
+      delete s;
+      return 1;
+    }
+    s->base.upstreams = s->upstreams.get();
+    s->health = std::make_unique<HealthChecker>(*s->upstreams);
+    s->health->start();
   }
   s->drain_fd = drain_fd;
   s->max_connections = std::max(config.max_connections, 1);
   s->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s->wake_fd < 0) {
-    std::fprintf(stderr, "gearbox: thread backend: eventfd: %s\n", std::strerror(errno));
+    core::log_error("thread backend: eventfd: %s", std::strerror(errno));
     delete s;
     return 1;
   }
@@ -115,10 +129,11 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
   ::pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   std::size_t stack = std::max<std::size_t>(config.thread_stack, PTHREAD_STACK_MIN);
   if (::pthread_attr_setstacksize(&attr, stack) != 0) {
-    std::fprintf(stderr, "gearbox: thread backend: bad thread stack size %zu\n", stack);
+    core::log_warn("thread backend: thread stack size %zu refused, using the default", stack);
   }
 
   core::TimePoint paused_until{};
+  bool warned = false;  // one warning per streak of accept or thread failures
   core::TimePoint next_sweep = core::Clock::now() + std::chrono::seconds(1);
   for (;;) {
     core::TimePoint now = core::Clock::now();
@@ -131,6 +146,7 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
     if (accepting) {
       Accepted a = accept_client(listener.fd);
       if (a.fd >= 0) {
+        warned = false;
         auto* task = new Task{s, a.fd, a.peer};
         s->live.fetch_add(1);
         pthread_t tid;
@@ -138,7 +154,11 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
         if (err != 0) {
           // Out of threads (EAGAIN: RLIMIT_NPROC, memory for stacks): shed this connection
           // and back off like on EMFILE instead of failing every following one at once.
-          std::fprintf(stderr, "gearbox: thread backend: pthread_create: %s\n", std::strerror(err));
+          if (!warned) {
+            core::log_warn("thread backend: pthread_create: %s; pausing accepts",
+                           std::strerror(err));
+            warned = true;
+          }
           delete task;
           close_abort(a.fd);
           leave(*s);
@@ -147,8 +167,10 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
         continue;
       }
       if (accept_should_pause(a.err)) {
-        std::fprintf(stderr, "gearbox: thread backend: accept: %s; pausing accepts\n",
-                     std::strerror(a.err));
+        if (!warned) {
+          core::log_warn("thread backend: accept: %s; pausing accepts", std::strerror(a.err));
+          warned = true;
+        }
         paused_until = now + kAcceptPause;
         accepting = false;
       } else if (a.err != EAGAIN) {
@@ -158,7 +180,8 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
 
     pollfd fds[3] = {{drain_fd, POLLIN, 0}, {s->wake_fd, POLLIN, 0}, {listener.fd, POLLIN, 0}};
     nfds_t nfds = accepting ? 3 : 2;
-    core::TimePoint until = next_sweep;
+    // Idle upstream connections are swept once a second; echo mode has none.
+    core::TimePoint until = config.mode == core::Mode::kProxy ? next_sweep : core::kNever;
     if (!at_cap && paused_until > now) {
       until = std::min(until, paused_until);
     }
@@ -177,6 +200,9 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
   }
 
   // Drain: every connection thread watches drain_fd too and finishes on its own.
+  if (s->health) {
+    s->health->stop();
+  }
   ::close(listener.fd);
   listener.fd = -1;
   s->draining.store(true);
@@ -188,8 +214,7 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
       break;
     }
     if (now >= deadline) {
-      std::fprintf(stderr, "gearbox: thread backend: drain timeout, %d connections left open\n",
-                   live);
+      core::log_warn("thread backend: drain timeout, %d connections left open", live);
       ::pthread_attr_destroy(&attr);
       return 0;  // `s` leaks on purpose: see Shared
     }
