@@ -4,6 +4,7 @@
 #include <string_view>
 #include <vector>
 
+#include "backends/pool/pool_backend.hpp"
 #include "backends/prefork/prefork_backend.hpp"
 #include "backends/thread/thread_backend.hpp"
 #include "server/backend.hpp"
@@ -23,6 +24,8 @@ const std::vector<BackendInfo>& backend_registry() {
        &always_available, &backends::make_prefork_backend},
       {"thread", "one OS thread per connection, blocking I/O", &always_available,
        &backends::make_thread_backend},
+      {"pool", "epoll reactor handing ready connections to a fixed worker thread pool",
+       &always_available, &backends::make_pool_backend},
   };
   return kBackends;
 }

@@ -1,0 +1,28 @@
+// The `pool` backend: one epoll reactor thread owns the listener, every waiting connection and
+// their deadlines, and hands ready connections through a bounded queue to a fixed pool of worker
+// threads (half-sync/half-async: Apache's event MPM, Java's ThreadPoolExecutor behind a selector).
+#pragma once
+
+#include <memory>
+
+#include "server/backend.hpp"
+
+namespace gearbox::backends {
+
+class PoolBackend final : public core::Backend {
+ public:
+  int run(const core::Config& config, core::Listener& listener, int drain_fd) override;
+};
+
+std::unique_ptr<core::Backend> make_pool_backend();
+
+// Worker threads for --threads 0: twice the CPUs the process may run on (at least 2). Workers
+// never wait for I/O, so one per CPU would keep every core busy; the second one per CPU covers a
+// worker stalled by preemption, a page fault or a long /cpu request, so the cores stay busy and
+// short requests still find a free worker.
+int default_pool_threads();
+
+// Ready connections the dispatch queue holds per worker before the reactor stops accepting.
+inline constexpr int kQueuePerThread = 4;
+
+}  // namespace gearbox::backends

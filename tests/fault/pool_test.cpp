@@ -1,0 +1,185 @@
+// The `pool` backend under load through real sockets: thousands of idle keep-alive connections
+// cost no threads, /cpu spreads over a fixed pool, and a full dispatch queue stops accepting
+// (new clients wait in the listen backlog) instead of failing requests.
+#include <sys/resource.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/conformance/conformance.hpp"
+
+namespace gearbox::test {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class PoolTest : public ConformanceTest {};
+INSTANTIATE_TEST_SUITE_P(Backends, PoolTest, ::testing::Values(std::string("pool")),
+                         backend_test_name);
+
+// "Threads:" of /proc/<pid>/status; -1 when unreadable.
+int thread_count(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("Threads:", 0) == 0) {
+      return std::stoi(line.substr(8));
+    }
+  }
+  return -1;
+}
+
+// Connections completed by the kernel but not yet accepted on the IPv4 listener bound to
+// 127.0.0.1:port (rx_queue of a LISTEN row in /proc/net/tcp); -1 when not found.
+int accept_backlog(int port) {
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);
+  char local[64];
+  char want[16];
+  std::snprintf(want, sizeof want, ":%04X", port);
+  while (std::getline(in, line)) {
+    unsigned sl, state, tx, rx;
+    char remote[64];
+    if (std::sscanf(line.c_str(), " %u: %63s %63s %X %X:%X", &sl, local, remote, &state, &tx,
+                    &rx) == 6 &&
+        state == 0x0A && std::string(local).ends_with(want)) {
+      return static_cast<int>(rx);
+    }
+  }
+  return -1;
+}
+
+// The reactor (main thread) plus `workers`, once the backend has started them.
+int settled_thread_count(pid_t pid, int workers) {
+  int n = thread_count(pid);
+  for (int i = 0; i < 200 && n != 1 + workers; ++i) {
+    std::this_thread::sleep_for(Millis{10});
+    n = thread_count(pid);
+  }
+  return n;
+}
+
+void raise_fd_limit(rlim_t want) {
+  rlimit rl{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &rl), 0);
+  if (rl.rlim_cur < want) {
+    rl.rlim_cur = std::min(want, rl.rlim_max);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &rl), 0);
+  }
+  ASSERT_GE(rl.rlim_cur, want) << "RLIMIT_NOFILE hard limit too low for this test";
+}
+
+std::string get(std::string_view path) {
+  return "GET " + std::string(path) + " HTTP/1.1\r\nHost: t\r\n\r\n";
+}
+
+TEST_P(PoolTest, TwoThousandKeepAliveConnectionsAreAllServedByAFixedPool) {
+  constexpr int kConns = 2000;
+  raise_fd_limit(2 * kConns + 256);  // the server inherits it
+  ASSERT_TRUE(start_server({"--threads", "2"}));
+  const int idle_threads = settled_thread_count(server_.pid(), 2);
+  ASSERT_EQ(idle_threads, 3);
+
+  std::vector<Socket> socks;
+  socks.reserve(kConns);
+  for (int i = 0; i < kConns; ++i) {
+    socks.push_back(Socket::connect(port(), Millis{5000}));
+    ASSERT_TRUE(socks.back().valid()) << "connection " << i << ": " << socks.back().error();
+  }
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < kConns; ++i) {
+      ASSERT_TRUE(socks[i].send_all(get("/plaintext"))) << i << ": " << socks[i].error();
+    }
+    for (int i = 0; i < kConns; ++i) {
+      HttpResponse r = socks[i].read_response(Millis{10'000});
+      ASSERT_TRUE(r.ok()) << "round " << round << " connection " << i << ": " << r.error;
+      ASSERT_EQ(r.status, 200);
+      ASSERT_EQ(r.body, "Hello, World!");
+    }
+    // Every connection is now idle and kept alive: none of them holds a thread.
+    EXPECT_EQ(thread_count(server_.pid()), idle_threads) << "round " << round;
+  }
+}
+
+TEST_P(PoolTest, CpuRequestsSpreadOverTwoWorkers) {
+  constexpr int kRequests = 20;
+  ASSERT_TRUE(start_server({"--threads", "2"}));
+  const int idle_threads = settled_thread_count(server_.pid(), 2);
+  ASSERT_EQ(idle_threads, 3);
+  std::atomic<int> ok{0};
+  std::atomic<int> max_threads{0};
+  std::atomic<bool> running{true};
+  std::thread sampler([&] {
+    while (running.load()) {
+      max_threads = std::max(max_threads.load(), thread_count(server_.pid()));
+      std::this_thread::sleep_for(Millis{5});
+    }
+  });
+  auto start = Clock::now();
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kRequests; ++i) {
+    clients.emplace_back([&] {
+      HttpResponse r = exchange(port(), get("/cpu/50"), Millis{20'000});
+      if (r.ok() && r.status == 200) {
+        ++ok;
+      }
+    });
+  }
+  for (std::thread& t : clients) {
+    t.join();
+  }
+  auto wall = std::chrono::duration_cast<Millis>(Clock::now() - start).count();
+  running = false;
+  sampler.join();
+  EXPECT_EQ(ok.load(), kRequests);
+  EXPECT_EQ(max_threads.load(), idle_threads) << "the pool must not grow under load";
+  // 20 x 50 ms of CPU over 2 workers: at least ~500 ms whatever the cores.
+  EXPECT_GE(wall, kRequests * 50 / 2 - 50);
+  std::printf("pool: %d concurrent /cpu/50 with --threads 2 took %lld ms\n", kRequests,
+              static_cast<long long>(wall));
+}
+
+TEST_P(PoolTest, FullQueueStopsAcceptingAndServesEveryoneInTurn) {
+  // One worker and a queue of kQueuePerThread (4): one /cpu request running, four queued, the
+  // rest ready but unqueued, so the reactor stops watching the listener.
+  constexpr int kBusy = 8;
+  constexpr int kLate = 3;
+  ASSERT_TRUE(start_server({"--threads", "1"}));
+  std::vector<Socket> socks;
+  for (int i = 0; i < kBusy; ++i) {
+    socks.push_back(Socket::connect(port()));
+    ASSERT_TRUE(socks.back().valid()) << socks.back().error();
+    ASSERT_TRUE(socks.back().send_all(get("/cpu/150")));
+  }
+  std::this_thread::sleep_for(Millis{50});
+  for (int i = 0; i < kLate; ++i) {
+    socks.push_back(Socket::connect(port()));  // completes in the kernel's listen backlog
+    ASSERT_TRUE(socks.back().valid()) << socks.back().error();
+    ASSERT_TRUE(socks.back().send_all(get("/plaintext")));
+  }
+  int backlog = -1;
+  for (int i = 0; i < 20 && backlog < kLate; ++i) {
+    std::this_thread::sleep_for(Millis{10});
+    backlog = accept_backlog(port());
+  }
+  EXPECT_GE(backlog, kLate) << "late connections should wait unaccepted while the queue is full";
+
+  for (std::size_t i = 0; i < socks.size(); ++i) {
+    HttpResponse r = socks[i].read_response(Millis{10'000});
+    ASSERT_TRUE(r.ok()) << "connection " << i << ": " << r.error;
+    EXPECT_EQ(r.status, 200) << "connection " << i;
+  }
+  EXPECT_EQ(accept_backlog(port()), 0) << "accepting again once the queue drained";
+  HttpResponse r = exchange(port(), get("/plaintext"));
+  EXPECT_EQ(r.status, 200) << r.error;
+}
+
+}  // namespace
+}  // namespace gearbox::test
