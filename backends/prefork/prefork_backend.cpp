@@ -245,7 +245,6 @@ class Master {
     max_workers_ = std::max(config.workers, 1);
     min_spare_ = std::clamp(config.min_spare, 1, max_workers_);
     max_spare_ = std::max(config.max_spare, min_spare_);
-    spawn_rate_ = min_spare_;
   }
 
   int run() {
@@ -384,9 +383,9 @@ class Master {
     }
   }
 
-  // One look at the scoreboard: fork while fewer than min_spare workers are idle (doubling the
-  // batch each tick the shortage lasts, as Apache does), retire one idle worker per tick while
-  // more than max_spare are.
+  // One look at the scoreboard: fork while fewer than min_spare workers are idle (the shortage,
+  // times a rate that doubles each tick the shortage lasts, as Apache does), retire one idle
+  // worker per tick while more than max_spare are.
   void manage(core::TimePoint now) {
     int idle = 0;
     int total = static_cast<int>(workers_.size());
@@ -400,8 +399,9 @@ class Master {
       if (now < hold_until_) {
         return;
       }
-      int want = std::min(
-          {std::max(min_spare_ - idle, spawn_rate_), max_workers_ - total, kMaxSpawnPerTick});
+      int want =
+          std::min({(min_spare_ - idle) * spawn_rate_, max_workers_ - total, kMaxSpawnPerTick});
+      core::log_debug("prefork: %d of %d workers idle, forking %d", idle, total, want);
       for (int i = 0; i < want; ++i) {
         if (!spawn(now)) {
           break;
@@ -410,7 +410,7 @@ class Master {
       spawn_rate_ = std::min(spawn_rate_ * 2, kMaxSpawnPerTick);
       return;
     }
-    spawn_rate_ = min_spare_;
+    spawn_rate_ = 1;
     if (idle > max_spare_) {
       for (Worker& w : workers_) {
         WorkerState s = scoreboard_.slot(static_cast<std::size_t>(w.slot)).state.load();
@@ -464,7 +464,7 @@ class Master {
   int max_workers_ = 1;
   int min_spare_ = 1;
   int max_spare_ = 1;
-  int spawn_rate_ = 1;
+  int spawn_rate_ = 1;  // multiplies the shortage; doubles each tick it lasts
   int fast_deaths_ = 0;
   bool draining_ = false;
   core::TimePoint hold_until_{};
