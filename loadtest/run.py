@@ -17,7 +17,10 @@ Each run is marked with its bottleneck: the side (server or client = wrk + upstr
 
 c10k: the runner raises RLIMIT_NOFILE (soft and, as root, hard) to 65536 for itself, which
 wrk, gearbox and the peers inherit, and runs wrk with 4 threads for it (c10k's connection set-up
-is spread over them); gearbox gets --max-connections/--backlog when its --help lists them.
+is spread over them) and for at least 15 s (accepting 10,000 connections takes seconds, more
+so for a thread or process per connection); gearbox gets --max-connections and --backlog
+when its --help lists them. Connections beyond net.core.somaxconn (4096 here) wait for
+SYN retries, which shows as latency or timeouts of the slow acceptors.
 
 Peers (--peers): nginx (Debian nginx-light, one worker, config generated in a temp dir) for
 plaintext, c10k and proxy; a Go net/http server (loadtest/peers/go) for plaintext, echo and

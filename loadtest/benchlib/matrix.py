@@ -31,9 +31,13 @@ class Scenario:
     mode: str = "echo"                 # server mode: echo | proxy
     smoke_connections: int = 0         # fewer connections under --smoke; 0 = same
     wrk_threads: int = 0               # 0 = one per client CPU
+    min_duration: float = 0            # seconds at least, outside --smoke (connection set-up)
     peers: tuple[str, ...] = ()        # peers that can serve it (when --peers)
     about: str = ""                    # one line for the report header
     server_flags: tuple[str, ...] = field(default=())  # added when `--help` lists the flag
+
+    def seconds(self, duration: float, smoke: bool) -> float:
+        return duration if smoke else max(duration, self.min_duration)
 
     def conns(self, smoke: bool) -> int:
         return self.smoke_connections if smoke and self.smoke_connections else self.connections
@@ -44,7 +48,7 @@ SCENARIOS = (
     Scenario("plaintext", "GET", "/plaintext", 64, peers=("nginx", "go"), about="GET /plaintext, 64 keep-alive connections"),
     Scenario("echo-4k", "POST", "/echo", 64, body=4096, peers=("go",), about="POST of a 4 KiB body echoed back, 64 connections"),
     Scenario("echo-256k", "POST", "/echo", 64, body=262144, peers=("go",), about="POST of a 256 KiB body echoed back, 64 connections"),
-    Scenario("c10k", "GET", "/plaintext", 10000, smoke_connections=500, wrk_threads=4, peers=("nginx", "go"), about="GET /plaintext over 10,000 keep-alive connections", server_flags=("--max-connections=20000", "--backlog=4096")),
+    Scenario("c10k", "GET", "/plaintext", 10000, smoke_connections=500, wrk_threads=4, min_duration=15, peers=("nginx", "go"), about="GET /plaintext over 10,000 keep-alive connections", server_flags=("--max-connections=20000", "--backlog=4096")),
     Scenario("delay", "GET", "/delay/100", 1000, smoke_connections=100, peers=(), about="GET /delay/100 at 1,000 connections: waiting without working"),
     Scenario("cpu", "GET", "/cpu/2", 16, peers=(), about="GET /cpu/2 at 16 connections: 2 ms of computation per request"),
     Scenario("proxy", "GET", "/plaintext", 64, mode="proxy", peers=("nginx",), about="GET /plaintext through the proxy to an upstream gearbox (echo, other core), 64 connections"),

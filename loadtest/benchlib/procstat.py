@@ -27,6 +27,8 @@ def parse_stat(text: str) -> dict:
         "ppid": int(rest[1]),
         "utime": int(rest[11]) / CLK_TCK,
         "stime": int(rest[12]) / CLK_TCK,
+        "cutime": int(rest[13]) / CLK_TCK,
+        "cstime": int(rest[14]) / CLK_TCK,
         "threads": int(rest[17]),
         "rss": int(rest[21]) * PAGE,
     }
@@ -88,9 +90,34 @@ def process_tree(root: int) -> list[int]:
     return out
 
 
+@dataclass(frozen=True)
+class Cpu:
+    """One process's CPU seconds: ticks-based user/sys, a precise total, and reaped children's."""
+    user: float
+    sys: float
+    total: float
+    child_user: float
+    child_sys: float
+
+
+def read_cpu(pid: int, st: dict) -> Cpu:
+    """/proc/<pid>/stat counts in clock ticks (10 ms), truncated per process: summed over 100
+    short-lived prefork workers that loses up to a second. A single-threaded process's
+    /proc/<pid>/schedstat gives its run time in nanoseconds instead."""
+    total = st["utime"] + st["stime"]
+    if st["threads"] == 1:
+        text = _read(f"/proc/{pid}/schedstat")
+        if text:
+            try:
+                total = max(total, int(text.split()[0]) / 1e9)
+            except (ValueError, IndexError):
+                pass
+    return Cpu(st["utime"], st["stime"], total, st["cutime"], st["cstime"])
+
+
 @dataclass
 class Snapshot:
-    cpu: dict[int, tuple[float, float]] = field(default_factory=dict)  # pid -> (user, sys)
+    cpu: dict[int, Cpu] = field(default_factory=dict)
     rss: int = 0
     threads: int = 0
     processes: int = 0
@@ -99,9 +126,9 @@ class Snapshot:
 class TreeSampler:
     """Samples a process tree while a load runs.
 
-    CPU: per process (a process's stat already sums all its threads, exited ones included);
-    the last value seen per pid counts, so a worker that exits mid-run loses at most one
-    sampling interval. Context switches: per thread (/proc/<pid>/task/<tid>/status), last
+    CPU: per process (a process's stat already sums all its threads, exited ones included),
+    from the processes alive at the end, plus what their reaped children used (cutime/cstime:
+    prefork's exited workers), minus what processes gone by the end had used before. Context switches: per thread (/proc/<pid>/task/<tid>/status), last
     value seen per thread; threads are sampled less often than RSS because reading 10,000 of
     them costs time on the client core. RSS: the sum of VmRSS over the tree, peak kept.
     """
@@ -110,9 +137,10 @@ class TreeSampler:
         self.root = root
         self.interval = interval
         self.task_interval = task_interval
-        self.base_cpu: dict[int, tuple[float, float]] = {}
+        self.base_cpu: dict[int, Cpu] = {}
+        self.final_pids: set[int] = set()
         self.base_ctxt: dict[tuple[int, int], tuple[int, int]] = {}
-        self.last_cpu: dict[int, tuple[float, float]] = {}
+        self.last_cpu: dict[int, Cpu] = {}
         self.last_ctxt: dict[tuple[int, int], tuple[int, int]] = {}
         self.peak_rss = 0
         self.peak_threads = 0
@@ -130,7 +158,7 @@ class TreeSampler:
             if text is None:
                 continue
             st = parse_stat(text)
-            snap.cpu[pid] = (st["utime"], st["stime"])
+            snap.cpu[pid] = read_cpu(pid, st)
             snap.rss += st["rss"]
             snap.threads += st["threads"]
             snap.processes += 1
@@ -186,23 +214,39 @@ class TreeSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.sample(tasks=True)
+        self.final_pids = set(self.sample(tasks=True).cpu)
 
     def totals(self) -> dict:
         with self._lock:
-            user = sys_ = 0.0
-            for pid, (u, s) in self.last_cpu.items():
-                bu, bs = self.base_cpu.get(pid, (0.0, 0.0))
-                user += u - bu
-                sys_ += s - bs
+            final = self.final_pids or set(self.last_cpu)
+            zero = Cpu(0.0, 0.0, 0.0, 0.0, 0.0)
+            user = sys_ = total = 0.0
+            for pid in final:
+                now, base = self.last_cpu[pid], self.base_cpu.get(pid, zero)
+                user += now.user - base.user + now.child_user - base.child_user
+                sys_ += now.sys - base.sys + now.child_sys - base.child_sys
+                total += (now.total - base.total + now.child_user - base.child_user
+                          + now.child_sys - base.child_sys)
+            for pid, base in self.base_cpu.items():
+                if pid not in final:
+                    user -= base.user
+                    sys_ -= base.sys
+                    total -= base.total
+            total = max(total, 0.0)
+            ticks = user + sys_
+            if ticks > 0:
+                user, sys_ = total * user / ticks, total * sys_ / ticks
+            else:
+                user, sys_ = total, 0.0
             vol = invol = 0
             for key, (v, i) in self.last_ctxt.items():
                 bv, bi = self.base_ctxt.get(key, (0, 0))
                 vol += v - bv
                 invol += i - bi
             return {
-                "cpu_user_s": round(user, 3),
-                "cpu_sys_s": round(sys_, 3),
+                "cpu_s": round(total, 4),
+                "cpu_user_s": round(user, 4),
+                "cpu_sys_s": round(sys_, 4),
                 "ctxt_voluntary": vol,
                 "ctxt_involuntary": invol,
                 "peak_rss_bytes": self.peak_rss,

@@ -416,7 +416,7 @@ def render(data: dict, summary: dict, chart_dir: str) -> str:
         "",
         "- `loadtest/run.py` (`make bench`); wrk with `loadtest/wrk/bench.lua`, `--latency`, "
         "`--timeout 5s`, one thread per client CPU (4 for c10k, to spread its connection "
-        "set-up); the open-file limit (RLIMIT_NOFILE) raised to "
+        "set-up, which is included in its figures: c10k runs at least 15 s); the open-file limit (RLIMIT_NOFILE) raised to "
         f"{h.get('fd_limit', 'the hard limit')} for wrk and the servers.",
         "- CPU from /proc/<pid>/stat per process of the server's tree (all threads included), "
         "context switches from /proc/<pid>/task/<tid>/status per thread (sampled every second "

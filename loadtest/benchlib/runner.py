@@ -121,10 +121,11 @@ def one_run(plan: Plan, name: str, scenario: Scenario, rep: int, upstream: Upstr
     sampler.start()
     cpus_before = (procstat.cpu_times(plan.server_cpus), procstat.cpu_times(plan.client_cpus))
     threads = scenario.wrk_threads or len(plan.client_cpus)
+    run_s = scenario.seconds(plan.duration, plan.smoke)
     argv = wrk.command(server.url(scenario.path), scenario.method, scenario.body, conns, threads,
-                       plan.duration, plan.client_cpus)
+                       run_s, plan.client_cpus)
     try:
-        figures = wrk.run(argv, plan.duration, grace=10.0 if plan.smoke else 30.0)
+        figures = wrk.run(argv, run_s, grace=10.0 if plan.smoke else 30.0)
     except wrk.WrkError as e:
         figures = None
         rec["status"] = "error"
@@ -132,7 +133,7 @@ def one_run(plan: Plan, name: str, scenario: Scenario, rep: int, upstream: Upstr
     cpus_after = (procstat.cpu_times(plan.server_cpus), procstat.cpu_times(plan.client_cpus))
     sampler.stop()
     if up_sampler is not None:
-        up_sampler.sample(tasks=False)
+        up_sampler.final_pids = set(up_sampler.sample(tasks=False).cpu)
     alive = server.alive()
     code, problem = servers.stop(server, timeout=5.0 if plan.smoke else 15.0)
     if not alive:
@@ -155,13 +156,13 @@ def one_run(plan: Plan, name: str, scenario: Scenario, rep: int, upstream: Upstr
     seconds = figures["duration_us"] / 1e6 or 1e-9
     e = figures["errors"]
     errors = e["connect"] + e["read"] + e["write"] + e["timeout"] + e["status"]
-    cpu = cost["cpu_user_s"] + cost["cpu_sys_s"]
+    cpu = cost["cpu_s"]
     server_share = cpu / wall
     client_cpu = figures["cpu_s"]
     if up_sampler is not None:
         t = up_sampler.totals()
-        client_cpu += t["cpu_user_s"] + t["cpu_sys_s"]
-        rec["upstream_cpu_s"] = round(t["cpu_user_s"] + t["cpu_sys_s"], 3)
+        client_cpu += t["cpu_s"]
+        rec["upstream_cpu_s"] = t["cpu_s"]
     client_share = client_cpu / wall
     rps = figures["requests"] / seconds
     server_busy = client_busy = None
@@ -284,6 +285,7 @@ def aggregate(records: list[dict]) -> dict:
                 "rss_per_conn_bytes": stat(d("rss_per_conn_bytes")),
                 "peak_rss_bytes": stat(s("peak_rss_bytes")),
                 "idle_rss_bytes": stat(s("idle_rss_bytes")),
+                "cpu_s": stat(s("cpu_s")),
                 "cpu_user_s": stat(s("cpu_user_s")),
                 "cpu_sys_s": stat(s("cpu_sys_s")),
                 "ctxt_voluntary": stat(s("ctxt_voluntary")),

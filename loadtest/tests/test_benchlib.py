@@ -105,7 +105,7 @@ class Proc(unittest.TestCase):
             sampler = procstat.TreeSampler(proc.pid)
             base = sampler.baseline()
             self.assertEqual(base.processes, 2)
-            time.sleep(0.8)
+            time.sleep(1.5)
             sampler.start()
             time.sleep(0.2)
             sampler.stop()
@@ -119,11 +119,44 @@ class Proc(unittest.TestCase):
             proc.wait()
 
 
+class ReapedChildren(unittest.TestCase):
+    def test_exited_workers_cpu_counts(self):
+        # A parent that, after the baseline, forks 5 workers burning 60 ms each and reaps them:
+        # none is ever sampled alive, their CPU must still count (via the parent's cutime).
+        code = ("import os, sys, time\n"
+                "sys.stdin.readline()\n"
+                "for _ in range(5):\n"
+                "    pid = os.fork()\n"
+                "    if pid == 0:\n"
+                "        end = time.process_time() + 0.06\n"
+                "        while time.process_time() < end: pass\n"
+                "        os._exit(0)\n"
+                "    os.waitpid(pid, 0)\n"
+                "print('done', flush=True)\n"
+                "time.sleep(5)\n")
+        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(0.2)
+            sampler = procstat.TreeSampler(proc.pid)
+            sampler.baseline()
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            self.assertEqual(proc.stdout.readline().strip(), "done")
+            sampler.stop()
+            t = sampler.totals()
+            self.assertGreater(t["cpu_s"], 0.25)
+            self.assertLess(t["cpu_s"], 1.0)
+        finally:
+            proc.kill()
+            proc.wait()
+
+
 def fake_record(backend, scenario, rep, rps, cpu, rss=50 << 20, status="ok"):
     return {
         "backend": backend, "kind": "peer" if backend in runner.PEERS else "gearbox",
         "scenario": scenario, "rep": rep, "connections": 64, "status": status, "problems": [],
-        "server": {"cpu_user_s": cpu * 0.6, "cpu_sys_s": cpu * 0.4, "ctxt_voluntary": 1000,
+        "server": {"cpu_s": cpu, "cpu_user_s": cpu * 0.6, "cpu_sys_s": cpu * 0.4, "ctxt_voluntary": 1000,
                    "ctxt_involuntary": 10, "peak_rss_bytes": rss, "peak_threads": 65,
                    "peak_processes": 1, "samples": 10, "idle_rss_bytes": 10 << 20},
         "wrk": {"requests": int(rps), "duration_us": 1_000_000, "errors": {},
