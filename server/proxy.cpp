@@ -168,7 +168,12 @@ void ProxyLeg::on_connected(bool reused, TimePoint now) {
     s_.ctx.upstreams->on_request_start(group_, server_);
     counted_ = true;
   }
+  // Per upstream connection: a retried request starts over on the new one.
   in_begin_ = in_end_ = 0;
+  upstream_eof_ = false;
+  response_begun_ = false;
+  response_in_body_ = false;
+  parser_.expect(s_.parser.head().method_kind);
   send_request_head();
   timer_ = Timer::kSend;
   deadline_ = now + group().send_timeout;
@@ -204,6 +209,7 @@ void ProxyLeg::upstream_failed(const char* what, int err, TimePoint now) {
       !response_done_) {
     stale_retried_ = true;
     retry_pending_ = true;
+    tried_ &= ~(std::uint64_t{1} << (server_ % 64));  // the server is fine: only that connection was stale
     (void)now;
     return;
   }

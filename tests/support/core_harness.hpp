@@ -36,6 +36,9 @@ class CoreHarness {
   std::string upstream_script;
   bool upstream_eof = false;
   bool upstream_refuses = false;  // connect fails
+  // The first N connections come from the pool (reused) and turn out closed by the upstream:
+  // EOF before any byte (the keep-alive race).
+  int stale_connections = 0;
 
   // Runs the connection until it waits for input or time.
   void run() {
@@ -81,7 +84,11 @@ class CoreHarness {
         } else {
           upstream_open_ = true;
           up_pos_ = 0;
-          conn_->on_upstream_connected(false, now_);
+          stale_ = stale_connections > 0;
+          if (stale_) {
+            --stale_connections;
+          }
+          conn_->on_upstream_connected(stale_, now_);
         }
         continue;
       }
@@ -102,6 +109,11 @@ class CoreHarness {
         std::memcpy(w.client_read.data(), input_.data() + in_pos_, n);
         in_pos_ += n;
         conn_->on_client_read(n, now_);
+        continue;
+      }
+      if (!w.upstream_read.empty() && stale_) {
+        stale_ = false;
+        conn_->on_upstream_read(0, now_);
         continue;
       }
       if (!w.upstream_read.empty() && up_pos_ < upstream_script.size()) {
@@ -162,6 +174,7 @@ class CoreHarness {
   std::size_t up_pos_ = 0;
   bool upstream_eof_sent_ = false;
   bool upstream_open_ = false;
+  bool stale_ = false;
   bool closed_ = false;
   bool shut_wr_ = false;
   core::CloseMode close_mode_ = core::CloseMode::kGraceful;

@@ -143,5 +143,25 @@ TEST(ProxyLeg, HeadResponseHasNoBody) {
       << "the pipelined request after HEAD was not forwarded";
 }
 
+TEST(ProxyLeg, KeepAliveRaceIsRetriedOnceOnAFreshConnectionToTheSameServer) {
+  CoreHarness h(proxy_config(1));
+  h.upstream_script = kOk;
+  h.stale_connections = 1;
+  h.send("GET /a HTTP/1.1\r\nHost: app\r\n\r\n");
+  h.run();
+  EXPECT_EQ(h.connects(), 2);
+  EXPECT_TRUE(h.output().ends_with("\r\n\r\nok")) << h.output();
+}
+
+TEST(ProxyLeg, KeepAliveRaceIsRetriedOnlyOnce) {
+  CoreHarness h(proxy_config(1));
+  h.upstream_script = kOk;
+  h.stale_connections = 2;
+  h.send("GET /a HTTP/1.1\r\nHost: app\r\n\r\n");
+  h.run();
+  EXPECT_EQ(h.connects(), 2);
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 502 ")) << h.output();
+}
+
 }  // namespace
 }  // namespace gearbox
