@@ -1,0 +1,346 @@
+// Proxy conformance against a scripted in-process upstream (tests/support/fake_upstream.hpp), over
+// every backend: keep-alive reuse and the keep-alive race, response header rewriting, Upgrade
+// tunnelling, 502 (upstream down, malformed response), 504 (slow upstream), mid-response close,
+// and a CL+TE smuggling attempt that must never reach the upstream.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+
+#include "tests/proxy/proxy_fixture.hpp"
+
+namespace gearbox::test {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kOk = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+// A port on 127.0.0.1 that nothing listens on (bound, read, closed).
+int closed_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+class ProxyFaultTest : public ProxyTest {
+ protected:
+  // Starts the fake upstream with `handler` and the proxy in front of it.
+  void start_with(FakeUpstream::Handler handler, const std::vector<std::string>& extra = {}) {
+    ASSERT_TRUE(fake_.start(std::move(handler)));
+    ASSERT_TRUE(start_proxy({fake_.port()}, extra));
+    allow_error("127.0.0.1:" + std::to_string(fake_.port()));
+  }
+
+  // Sends one GET and expects a 502 that carries nothing of `poison` (the upstream's bytes).
+  void expect_502_for(const std::string& upstream_response, std::string_view poison) {
+    start_with(fixed_response_handler(upstream_response));
+    HttpResponse r = exchange(port(), "GET /x HTTP/1.1\r\nHost: app\r\n\r\n");
+    EXPECT_EQ(r.status, 502) << r.raw_head << r.body << "\n" << r.error;
+    EXPECT_EQ(r.body.find(poison), std::string::npos) << r.body;
+    EXPECT_EQ(fake_.requests(), 1);
+  }
+};
+GEARBOX_CONFORMANCE_SUITE(ProxyFaultTest);
+
+TEST_P(ProxyFaultTest, KeepAliveReusesUpstreamConnections) {
+  start_with(fixed_response_handler(kOk));
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(s.send_all("GET /r" + std::to_string(i) + " HTTP/1.1\r\nHost: app\r\n\r\n"));
+    HttpResponse r = s.read_response();
+    ASSERT_TRUE(r.ok()) << "request " << i << ": " << r.error;
+    ASSERT_EQ(r.status, 200) << "request " << i << ": " << r.raw_head;
+    ASSERT_EQ(r.body, "ok");
+  }
+  EXPECT_EQ(fake_.requests(), 100);
+  EXPECT_LE(fake_.connections(), 5) << "100 sequential requests should share pooled connections";
+}
+
+TEST_P(ProxyFaultTest, KeepAliveRaceIsRetriedOnAFreshConnection) {
+  // The upstream answers one request per connection without saying Connection: close; the
+  // next request on that connection is read and dropped, and the connection closed (a FIN or a
+  // RST, alternately): the pooled connection dies just as the proxy reuses it.
+  std::atomic<int> index{0};
+  start_with([&](FakeConnection& conn) {
+    const bool reset = index.fetch_add(1) % 2 == 1;
+    auto head = conn.read_head();
+    if (!head || !conn.send(kOk)) {
+      return;
+    }
+    conn.read_some(5s);
+    conn.close(reset);
+  });
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(s.send_all("GET /r" + std::to_string(i) + " HTTP/1.1\r\nHost: app\r\n\r\n"));
+    HttpResponse r = s.read_response();
+    ASSERT_TRUE(r.ok()) << "request " << i << ": " << r.error;
+    ASSERT_EQ(r.status, 200) << "request " << i << ": " << r.raw_head << r.body << "\nlog:\n"
+                             << server_.log_text();
+  }
+  EXPECT_EQ(fake_.requests(), 20);
+  EXPECT_GE(fake_.connections(), 20);
+}
+
+TEST_P(ProxyFaultTest, ResponseHopByHopFieldsRemovedAndViaAdded) {
+  start_with(fixed_response_handler(
+      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Resp-Secret\r\n"
+      "X-Resp-Secret: 1\r\nKeep-Alive: timeout=5\r\nX-End-To-End: kept\r\n\r\nok"));
+  HttpResponse r = exchange(port(), "GET / HTTP/1.1\r\nHost: app\r\n\r\n");
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "ok");
+  EXPECT_EQ(r.header_count("X-Resp-Secret"), 0u) << r.raw_head;
+  EXPECT_EQ(r.header_count("Keep-Alive"), 0u) << r.raw_head;
+  EXPECT_FALSE(r.has_connection_token("X-Resp-Secret")) << r.raw_head;
+  EXPECT_EQ(r.header("X-End-To-End"), "kept") << r.raw_head;
+  ASSERT_TRUE(r.header("Via").has_value()) << r.raw_head;
+  EXPECT_NE(r.header("Via")->find("1.1 gearbox"), std::string::npos) << r.raw_head;
+}
+
+TEST_P(ProxyFaultTest, UpgradeIsTunnelledAfter101) {
+  std::mutex mutex;
+  std::string upstream_head;
+  start_with([&](FakeConnection& conn) {
+    auto head = conn.read_head();
+    if (!head) {
+      return;
+    }
+    {
+      std::lock_guard lock(mutex);
+      upstream_head = *head;
+    }
+    conn.send(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    for (;;) {
+      std::string bytes = conn.read_some(5s);
+      if (bytes.empty() || !conn.send(bytes)) {
+        return;
+      }
+    }
+  });
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  ASSERT_TRUE(
+      s.send_all("GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\n"
+                 "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n"));
+  HttpResponse r = s.read_response(3s);
+  ASSERT_TRUE(r.ok()) << r.error << r.raw_head;
+  ASSERT_EQ(r.status, 101) << r.raw_head;
+  EXPECT_TRUE(r.has_connection_token("upgrade")) << r.raw_head;
+  EXPECT_EQ(lower(r.header("Upgrade").value_or("")), "websocket") << r.raw_head;
+  {
+    std::lock_guard lock(mutex);
+    EXPECT_EQ(head_values(upstream_head, "Upgrade"), std::vector<std::string>{"websocket"})
+        << upstream_head;
+    EXPECT_EQ(head_values(upstream_head, "Sec-WebSocket-Version"), std::vector<std::string>{"13"})
+        << upstream_head;
+  }
+  ASSERT_TRUE(s.send_all("ping-1"));
+  EXPECT_EQ(s.read_some(6, 3s), "ping-1");
+  std::string big = binary_body(256 * 1024);
+  std::string back;
+  std::string send_error;
+  bool sent = false;
+  std::thread sender([&] { sent = send_all_fd(s.fd(), big, 5s, &send_error); });
+  auto deadline = Clock::now() + 5s;
+  while (back.size() < big.size() && Clock::now() < deadline) {
+    std::string got = s.read_some(1, 1s);
+    if (got.empty()) {
+      break;
+    }
+    back += got;
+  }
+  sender.join();
+  EXPECT_TRUE(sent) << send_error;
+  EXPECT_EQ(back.size(), big.size());
+  EXPECT_TRUE(back == big) << "tunnelled bytes differ";
+  s.shutdown_write();
+  CloseResult closed = s.wait_for_close(3s);
+  EXPECT_TRUE(closed.closed) << "the tunnel should close once the upstream closes";
+  EXPECT_TRUE(closed.extra.empty()) << closed.extra;
+}
+
+TEST_P(ProxyFaultTest, BadGatewayWhenUpstreamDown) {
+  int dead = closed_port();
+  ASSERT_TRUE(start_proxy({dead}));
+  allow_error("127.0.0.1:" + std::to_string(dead));
+  HttpResponse r = exchange(port(), "GET / HTTP/1.1\r\nHost: app\r\n\r\n");
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 502) << r.raw_head;
+  EXPECT_TRUE(server_.wait_for_log("127.0.0.1:" + std::to_string(dead), 1s))
+      << "the error should be logged with the upstream's address:\n"
+      << server_.log_text();
+}
+
+TEST_P(ProxyFaultTest, GatewayTimeoutWhenUpstreamIsSlow) {
+  start_with(
+      [](FakeConnection& conn) {
+        if (conn.read_head()) {
+          conn.wait_for_close(10s);
+        }
+      },
+      {"--proxy-read-timeout", "500ms"});
+  auto begin = Clock::now();
+  HttpResponse r = exchange(port(), "GET /slow HTTP/1.1\r\nHost: app\r\n\r\n", 5s);
+  auto took = Clock::now() - begin;
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 504) << r.raw_head;
+  EXPECT_GE(took, 450ms);
+  EXPECT_LT(took, 3s);
+}
+
+TEST_P(ProxyFaultTest, BadGatewayOnTwoContentLengths) {
+  expect_502_for("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\npoison",
+                 "poison");
+}
+
+TEST_P(ProxyFaultTest, BadGatewayOnContentLengthWithTransferEncoding) {
+  expect_502_for(
+      "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "6\r\npoison\r\n0\r\n\r\n",
+      "poison");
+}
+
+TEST_P(ProxyFaultTest, BadGatewayOnMalformedStatusLine) {
+  expect_502_for("HTTP/1.1 2x0 OK\r\nContent-Length: 6\r\n\r\npoison", "poison");
+}
+
+TEST_P(ProxyFaultTest, UpstreamCloseMidBodyTruncatesTheClient) {
+  start_with([](FakeConnection& conn) {
+    if (conn.read_head()) {
+      conn.send("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + std::string(100, 'x'));
+    }
+  });
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  ASSERT_TRUE(s.send_all("GET /big HTTP/1.1\r\nHost: app\r\n\r\n"));
+  HttpResponse r = s.read_response(3s);
+  EXPECT_EQ(r.status, 200) << r.raw_head;
+  EXPECT_FALSE(r.ok()) << "a truncated response must not look complete";
+  EXPECT_LT(r.body.size(), 1000u);
+  EXPECT_TRUE(s.wait_for_close(2s).closed) << "the client connection should be closed";
+}
+
+TEST_P(ProxyFaultTest, UpstreamCloseMidChunkedBodyTruncatesTheClient) {
+  start_with([](FakeConnection& conn) {
+    if (conn.read_head()) {
+      conn.send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n" +
+                std::string(100, 'x') + "\r\n64\r\n" + std::string(50, 'y'));
+    }
+  });
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  ASSERT_TRUE(s.send_all("GET /big HTTP/1.1\r\nHost: app\r\n\r\n"));
+  HttpResponse r = s.read_response(3s);
+  EXPECT_EQ(r.status, 200) << r.raw_head;
+  EXPECT_FALSE(r.ok()) << "a truncated chunked response must not get its last chunk";
+  EXPECT_TRUE(s.wait_for_close(2s).closed) << "the client connection should be closed";
+}
+
+TEST_P(ProxyFaultTest, PassiveHealthSkipsAFailedServer) {
+  int dead = closed_port();
+  ASSERT_TRUE(fake_.start(fixed_response_handler(kOk)));
+  ASSERT_TRUE(start_proxy({dead, fake_.port()}));
+  const std::string dead_address = "127.0.0.1:" + std::to_string(dead);
+  allow_error(dead_address);
+  CurlClient client;
+  for (int i = 0; i < 20; ++i) {
+    auto r = client.get(url("/r" + std::to_string(i)), 3s);
+    ASSERT_EQ(r.curl_code, 0) << "request " << i << ": " << r.error;
+    ASSERT_EQ(r.status, 200) << "request " << i << ":\n" << r.head << r.body;
+  }
+  EXPECT_EQ(fake_.requests(), 20);
+  int attempts = 0;
+  for (const auto& line : server_.log_lines()) {
+    attempts +=
+        line.find(dead_address) != std::string::npos && line.find("connect") != std::string::npos
+            ? 1
+            : 0;
+  }
+  EXPECT_EQ(attempts, 1) << "after one failure (max_fails 1) the dead server should be skipped "
+                            "for fail_timeout (10 s):\n"
+                         << server_.log_text();
+}
+
+TEST_P(ProxyFaultTest, ClientGoneAbandonsTheUpstreamRequest) {
+  std::atomic<bool> upstream_closed{false};
+  start_with([&](FakeConnection& conn) {
+    if (conn.read_head()) {
+      conn.wait_for_close(10s);
+      upstream_closed.store(true);
+    }
+  });
+  {
+    Socket s = Socket::connect(port());
+    ASSERT_TRUE(s.valid()) << s.error();
+    ASSERT_TRUE(s.send_all("GET /slow HTTP/1.1\r\nHost: app\r\n\r\n"));
+    auto deadline = Clock::now() + 3s;
+    while (fake_.requests() == 0 && Clock::now() < deadline) {
+      std::this_thread::sleep_for(5ms);
+    }
+    ASSERT_EQ(fake_.requests(), 1);
+    s.close(/*reset=*/true);
+  }
+  auto deadline = Clock::now() + 3s;
+  while (!upstream_closed.load() && Clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_TRUE(upstream_closed.load())
+      << "the upstream connection should be closed soon after the client went away (the "
+         "read timeout is the default 60 s)";
+}
+
+TEST_P(ProxyFaultTest, CloseDelimitedResponseEndsAtUpstreamClose) {
+  start_with([](FakeConnection& conn) {
+    if (conn.read_head()) {
+      conn.send("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil-close-body");
+    }
+  });
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  ASSERT_TRUE(s.send_all("GET / HTTP/1.1\r\nHost: app\r\n\r\n"));
+  HttpResponse r = s.read_response(3s);
+  ASSERT_TRUE(r.ok()) << r.error << r.raw_head;
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "until-close-body");
+}
+
+TEST_P(ProxyFaultTest, SmugglingAttemptNeverReachesUpstream) {
+  start_with(fixed_response_handler(kOk));
+  const std::string smuggled = "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: app\r\n\r\n";
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  ASSERT_TRUE(s.send_all(
+      "POST /x HTTP/1.1\r\nHost: app\r\nContent-Length: " + std::to_string(smuggled.size()) +
+      "\r\nTransfer-Encoding: chunked\r\n\r\n" + smuggled));
+  HttpResponse r = s.read_response(3s);
+  EXPECT_EQ(r.status, 400) << r.raw_head << r.error;
+  CloseResult closed = s.wait_for_close(2s);
+  EXPECT_TRUE(closed.closed) << "the connection should close after the 400";
+  EXPECT_TRUE(closed.extra.empty()) << "bytes after the 400: " << closed.extra;
+  // A later, clean request is the only one the upstream ever sees.
+  HttpResponse after = exchange(port(), "GET /after HTTP/1.1\r\nHost: app\r\n\r\n");
+  ASSERT_TRUE(after.ok()) << after.error;
+  EXPECT_EQ(after.status, 200);
+  EXPECT_EQ(fake_.request_lines(), std::vector<std::string>{"GET /after HTTP/1.1"});
+}
+
+}  // namespace
+}  // namespace gearbox::test
