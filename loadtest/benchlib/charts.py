@@ -121,15 +121,23 @@ def memory(data: dict, summary: dict, path: Path) -> Path:
         for sc in scs:
             e = rows_for(summary, sc).get(n)
             ok = e is not None and e["good_runs"]
-            per.append((med(e, "rss_per_conn_bytes") or 0) / 1024 if ok else 0)
-            peak.append((med(e, "peak_rss_bytes") or 0) / 2**20 if ok else 0)
+            per.append((med(e, "pss_per_conn_bytes") or 0) / 1024 if ok else 0)
+            peak.append((med(e, "peak_pss_bytes") or 0) / 2**20 if ok else 0)
         xs = [x + (k - (len(names) - 1) / 2) * width for x in range(len(scs))]
         ax1.bar(xs, per, width, label=n, color=colors[n])
         ax2.bar(xs, peak, width, label=n, color=colors[n])
     conns = {s["name"]: s["connections"] for s in data["scenarios"]}
     ticks = [f"{sc}\n({conns[sc]:,} conns)" for sc in scs]
-    for ax, title, unit in ((ax1, "Resident memory added per connection", "KiB"),
-                            (ax2, "Peak resident memory of the server", "MiB")):
+    for ax, title, unit in ((ax1, "Memory (PSS) added per connection", "KiB, log scale"),
+                            (ax2, "Peak memory (PSS) of the server", "MiB, log scale")):
+        if any(b.get_height() > 0 for b in ax.patches):
+            ax.set_yscale("log")
+        for b in ax.patches:
+            if b.get_height() > 0:
+                v = b.get_height()
+                ax.annotate(f"{v:.1f}" if v < 10 else f"{v:,.0f}",
+                            (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom",
+                            fontsize=7)
         ax.set_xticks(range(len(scs)), ticks)
         ax.set_ylabel(unit)
         ax.set_title(title, fontsize=11, fontweight="bold")

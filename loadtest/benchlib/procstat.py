@@ -66,6 +66,15 @@ def busy_share(before: tuple[float, float], after: tuple[float, float], ncpus: i
     return (after[0] - before[0]) / total * ncpus
 
 
+def read_pss(pid: int) -> int:
+    """Proportional set size in bytes (shared pages split between their users): fair for
+    prefork's workers, whose RSS sum counts the shared binary and libraries once per process."""
+    for line in (_read(f"/proc/{pid}/smaps_rollup") or "").splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def process_tree(root: int) -> list[int]:
     """root and all its descendants alive now (scans /proc for parent links)."""
     children: dict[int, list[int]] = {}
@@ -119,6 +128,7 @@ def read_cpu(pid: int, st: dict) -> Cpu:
 class Snapshot:
     cpu: dict[int, Cpu] = field(default_factory=dict)
     rss: int = 0
+    pss: int = 0              # only in samples with tasks=True
     threads: int = 0
     processes: int = 0
 
@@ -143,6 +153,8 @@ class TreeSampler:
         self.last_cpu: dict[int, Cpu] = {}
         self.last_ctxt: dict[tuple[int, int], tuple[int, int]] = {}
         self.peak_rss = 0
+        self.peak_pss = 0
+        self.idle_pss = 0
         self.peak_threads = 0
         self.peak_processes = 0
         self.samples = 0
@@ -164,6 +176,7 @@ class TreeSampler:
             snap.processes += 1
         ctxt: dict[tuple[int, int], tuple[int, int]] = {}
         if tasks:
+            snap.pss = sum(read_pss(pid) for pid in snap.cpu)
             for pid in pids:
                 try:
                     tids = os.listdir(f"/proc/{pid}/task")
@@ -177,6 +190,7 @@ class TreeSampler:
             self.last_cpu.update(snap.cpu)
             self.last_ctxt.update(ctxt)
             self.peak_rss = max(self.peak_rss, snap.rss)
+            self.peak_pss = max(self.peak_pss, snap.pss)
             self.peak_threads = max(self.peak_threads, snap.threads)
             self.peak_processes = max(self.peak_processes, snap.processes)
             self.samples += 1
@@ -189,6 +203,7 @@ class TreeSampler:
         self.base_ctxt = dict(self.last_ctxt)
         with self._lock:
             self.peak_rss = snap.rss
+            self.peak_pss = self.idle_pss = snap.pss
             self.peak_threads = snap.threads
             self.peak_processes = snap.processes
         return snap
@@ -250,6 +265,8 @@ class TreeSampler:
                 "ctxt_voluntary": vol,
                 "ctxt_involuntary": invol,
                 "peak_rss_bytes": self.peak_rss,
+                "peak_pss_bytes": self.peak_pss,
+                "idle_pss_bytes": self.idle_pss,
                 "peak_threads": self.peak_threads,
                 "peak_processes": self.peak_processes,
                 "samples": self.samples,

@@ -41,7 +41,7 @@ def fmt_ms(us: float | None) -> str:
     if us is None:
         return "-"
     ms = us / 1000
-    return f"{ms:.2f}" if ms < 10 else f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}"
+    return f"{ms:.2f}" if ms < 10 else f"{ms:,.0f}" if ms >= 100 else f"{ms:.1f}"
 
 
 def fmt_bytes_k(b: float | None) -> str:
@@ -87,7 +87,8 @@ def table(rows: dict[str, dict], scenario: dict) -> list[str]:
     peers = [p for p in PEERS if p in rows and rows[p]["good_runs"]]
     head = ["backend", "req/s", "req/s per server core", "server cores", "bottleneck",
             "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "errors", "CPU user+sys s",
-            "ctx switches vol / invol", "peak RSS MiB", "RSS per conn KiB", "threads / procs",
+            "ctx switches vol / invol", "peak RSS / PSS MiB", "PSS per conn KiB",
+            "threads / procs",
             "÷ best"] + [f"÷ {p}" for p in peers]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, e in rows.items():
@@ -116,8 +117,9 @@ def table(rows: dict[str, dict], scenario: dict) -> list[str]:
             fmt_num(med(e, "errors")),
             cpu or "-",
             f"{fmt_num(med(e, 'ctxt_voluntary'))} / {fmt_num(med(e, 'ctxt_involuntary'))}",
-            fmt_num((med(e, "peak_rss_bytes") or 0) / 2**20, 1),
-            fmt_bytes_k(med(e, "rss_per_conn_bytes")),
+            f"{fmt_num((med(e, 'peak_rss_bytes') or 0) / 2**20, 1)} / "
+            f"{fmt_num((med(e, 'peak_pss_bytes') or 0) / 2**20, 1)}",
+            fmt_bytes_k(med(e, "pss_per_conn_bytes")),
             f"{fmt_num(med(e, 'peak_threads'))} / {fmt_num(med(e, 'peak_processes'))}",
             ratio(pc, best),
         ] + [ratio(pc, med(rows[p], "rps_per_core")) for p in peers]
@@ -160,13 +162,14 @@ def _switches(g: dict[str, dict]) -> str:
 def _memory(g: dict[str, dict], conns: int) -> str:
     parts = []
     for name, e in g.items():
-        k = med(e, "rss_per_conn_bytes")
+        k = med(e, "pss_per_conn_bytes")
         if k is not None:
             parts.append(f"{name} {fmt_bytes_k(k)} KiB ({fmt_num(med(e, 'peak_threads'))} threads"
                          f", {fmt_num(med(e, 'peak_processes'))} processes)")
     if not parts:
         return ""
-    return f"Resident memory added per connection at {conns:,} connections: " + "; ".join(parts) + "."
+    return (f"Memory (PSS) added per connection at {conns:,} connections: " + "; ".join(parts)
+            + ".")
 
 
 def _model_memory_notes(g: dict[str, dict]) -> list[str]:
@@ -188,6 +191,10 @@ def _model_memory_notes(g: dict[str, dict]) -> list[str]:
     if f:
         notes.append("a fiber costs its stack (allocated whole, touched lazily) per connection")
     return notes
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _cheapest(g: dict[str, dict], key: str) -> tuple[str, str] | None:
@@ -223,18 +230,24 @@ def explain_echo(g, sc, rows):
 
 def explain_c10k(g, sc, rows):
     s = [_spread(g), _memory(g, sc["connections"])]
+    capped = [f"{n} held at most {fmt_num((med(e, 'peak_processes') or 1) - 1)} connections at once (one "
+              "per worker process, --workers), the others waited in the listen backlog"
+              for n, e in g.items()
+              if n == "prefork" and (med(e, "peak_processes") or 0) < 0.9 * sc["connections"]]
+    if capped:
+        s.append(_sentence("; ".join(capped)) + ".")
     for n, e in g.items():
         if (med(e, "errors") or 0) > 0:
             s.append(f"{n} had {fmt_num(med(e, 'errors'))} errors (median): connections it could "
                      "not take in time (listen backlog overflow, worker or connection limits) "
                      "time out in wrk.")
-    low_high = _cheapest(g, "rss_per_conn_bytes")
+    low_high = _cheapest(g, "pss_per_conn_bytes")
     notes = _model_memory_notes(g)
     if low_high:
         lo, hi = low_high
         s.append(f"{lo} holds a connection most cheaply and {hi} most dearly: " + "; ".join(notes) + ".")
     elif notes:
-        s.append("; ".join(notes).capitalize() + ".")
+        s.append(_sentence("; ".join(notes)) + ".")
     return s
 
 
@@ -246,12 +259,14 @@ def explain_delay(g, sc, rows):
              for n, e in g.items()]
     s = [f"{conns:,} connections each waiting {ms:.0f} ms allow at most {fmt_num(cap)} req/s; "
          f"measured: {', '.join(parts)}."]
-    cheap = _cheapest(g, "server_cores")
-    if cheap:
-        lo, hi = cheap
-        s.append(f"Waiting is not working: every model can hold the waiters (a blocked thread or "
-                 f"process, a timer), and the difference is what the waiting costs — {lo} spent "
-                 f"the least CPU and {hi} the most.")
+    per = {n: (med(e, "server_cores") or 0) / med(e, "rps") * 1e6 for n, e in g.items()
+           if med(e, "rps")}
+    if len(per) > 1:
+        lo, hi = min(per, key=per.get), max(per, key=per.get)
+        s.append("Waiting is not working: every model can hold the waiters (a blocked thread or "
+                 "process, a timer); what differs is what each wait costs — server CPU per "
+                 "request: " + ", ".join(f"{n} {v:,.0f} µs" for n, v in per.items())
+                 + f", {lo} the cheapest and {hi} the dearest.")
     short = []
     for n, e in g.items():
         rps = med(e, "rps") or 0
@@ -261,7 +276,7 @@ def explain_delay(g, sc, rows):
                          f"{fmt_num(med(e, 'peak_processes'))} processes: the rest of the "
                          "connections queued for a worker")
     if short:
-        s.append("; ".join(short).capitalize() + ".")
+        s.append(_sentence("; ".join(short)) + ".")
     s.append(_memory(g, conns))
     return s
 
@@ -422,8 +437,9 @@ def render(data: dict, summary: dict, chart_dir: str) -> str:
         "context switches from /proc/<pid>/task/<tid>/status per thread (sampled every second "
         "and at the end; a thread that exits between samples loses at most its last second), "
         "RSS as the sum of VmRSS over the tree sampled every 100 ms (shared pages of prefork's "
-        "workers are counted once per process). RSS per connection = (peak − idle) / "
-        "connections; RSS leaves out kernel memory (a kernel stack per thread, socket "
+        "workers are counted once per process), PSS (shared pages split between the processes "
+        "using them) from smaps_rollup every second. Memory per connection = (peak PSS − idle "
+        "PSS) / connections; it leaves out kernel memory (a kernel stack per thread, socket "
         "buffers).",
         "- errors = wrk's socket errors (connect, read, write, timeout) plus non-2xx/3xx "
         "responses.",

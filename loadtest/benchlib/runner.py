@@ -178,6 +178,8 @@ def one_run(plan: Plan, name: str, scenario: Scenario, rep: int, upstream: Upstr
         "rps_per_core": round(rps / server_share, 1) if server_share > 0.01 else None,
         "errors": errors,
         "rss_per_conn_bytes": round(max(0, cost["peak_rss_bytes"] - idle.rss) / conns, 1),
+        "pss_per_conn_bytes": round(max(0, cost["peak_pss_bytes"] - cost["idle_pss_bytes"])
+                                    / conns, 1),
         "server_cpu_busy": round(server_busy, 3) if server_busy is not None else None,
         "client_cpu_busy": round(client_busy, 3) if client_busy is not None else None,
         "foreign_server_load": round(foreign, 3),
@@ -283,6 +285,8 @@ def aggregate(records: list[dict]) -> dict:
                 "client_cores": stat(d("client_cores")),
                 "errors": stat(d("errors")),
                 "rss_per_conn_bytes": stat(d("rss_per_conn_bytes")),
+                "pss_per_conn_bytes": stat([r["derived"].get("pss_per_conn_bytes") for r in good]),
+                "peak_pss_bytes": stat([r["server"].get("peak_pss_bytes") for r in good]),
                 "peak_rss_bytes": stat(s("peak_rss_bytes")),
                 "idle_rss_bytes": stat(s("idle_rss_bytes")),
                 "cpu_s": stat(s("cpu_s")),

@@ -113,6 +113,8 @@ class Proc(unittest.TestCase):
             self.assertGreater(t["cpu_user_s"] + t["cpu_sys_s"], 0.3)
             self.assertEqual(t["peak_processes"], 2)
             self.assertGreater(t["peak_rss_bytes"], 0)
+            self.assertGreater(t["peak_pss_bytes"], 0)
+            self.assertLessEqual(t["peak_pss_bytes"], t["peak_rss_bytes"])
         finally:
             for pid in procstat.process_tree(proc.pid)[::-1]:
                 os.kill(pid, signal.SIGKILL)
@@ -157,13 +159,15 @@ def fake_record(backend, scenario, rep, rps, cpu, rss=50 << 20, status="ok"):
         "backend": backend, "kind": "peer" if backend in runner.PEERS else "gearbox",
         "scenario": scenario, "rep": rep, "connections": 64, "status": status, "problems": [],
         "server": {"cpu_s": cpu, "cpu_user_s": cpu * 0.6, "cpu_sys_s": cpu * 0.4, "ctxt_voluntary": 1000,
-                   "ctxt_involuntary": 10, "peak_rss_bytes": rss, "peak_threads": 65,
+                   "ctxt_involuntary": 10, "peak_rss_bytes": rss, "peak_pss_bytes": rss,
+                   "idle_pss_bytes": 10 << 20, "peak_threads": 65,
                    "peak_processes": 1, "samples": 10, "idle_rss_bytes": 10 << 20},
         "wrk": {"requests": int(rps), "duration_us": 1_000_000, "errors": {},
                 "latency_us": {"50": 500, "90": 900, "99": 2000, "99.9": 5000}},
         "derived": {"rps": rps, "server_cores": cpu, "client_cores": 1.0,
                     "rps_per_core": rps / cpu, "errors": 0,
-                    "rss_per_conn_bytes": (rss - (10 << 20)) / 64, "bottleneck": "server"},
+                    "rss_per_conn_bytes": (rss - (10 << 20)) / 64,
+                    "pss_per_conn_bytes": (rss - (10 << 20)) / 64, "bottleneck": "server"},
     }
 
 
