@@ -49,6 +49,7 @@ test-unit: build-asan
 test: build build-asan
 	cd $(ASAN_BUILD) && ctest --output-on-failure -L unit $(CTEST_ARGS)
 	cd $(BUILD) && ctest --output-on-failure -j 2 $(CTEST_ARGS)
+	python3 loadtest/run.py --build $(BUILD) --smoke
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
