@@ -333,6 +333,33 @@ inline void pump_woken(PumpState& st, bool upstream_ready, bool drain_ready) {
   }
 }
 
+// Like pump_woken(), for a waiter that knows each fd's poll revents: only the directions that
+// became ready (or errored) are tried again, so a wake-up for the upstream does not cost a
+// read(2) on the client that would return EAGAIN again.
+inline void pump_woken_by(PumpState& st, short client_revents, short upstream_revents,
+                          bool drain_ready) {
+  constexpr short kFail = POLLERR | POLLHUP | POLLNVAL;
+  if ((client_revents & (POLLIN | kFail)) != 0) {
+    st.c_rd_again = false;
+  }
+  if ((client_revents & (POLLOUT | kFail)) != 0) {
+    st.c_wr_again = false;
+  }
+  if ((upstream_revents & (POLLIN | kFail)) != 0) {
+    st.u_rd_again = false;
+  }
+  if ((upstream_revents & (POLLOUT | kFail)) != 0) {
+    st.u_wr_again = false;
+  }
+  if (upstream_revents != 0 && st.connecting) {
+    st.connect_ready = true;
+  }
+  if (drain_ready && st.drain_watch) {
+    st.drain_watch = false;
+    st.drain_ready = true;
+  }
+}
+
 // After pump_until_blocked() returned true: closes the upstream socket and the client socket
 // as the core asked (close_mode). The caller then destroys the connection.
 inline void pump_finish(PumpState& st) {
@@ -359,9 +386,11 @@ void pump(Conn& c, Io& io, const PumpSetup& setup) {
   while (!pump_until_blocked(c, st, io, &wait)) {
     pollfd fds[3];
     nfds_t nfds = 0;
+    int ci = -1;
     int ui = -1;
     int di = -1;
     if (wait.client_events != 0) {
+      ci = static_cast<int>(nfds);
       fds[nfds++] = pollfd{setup.client_fd, wait.client_events, 0};
     }
     if (wait.upstream_events != 0) {
@@ -373,8 +402,10 @@ void pump(Conn& c, Io& io, const PumpSetup& setup) {
       fds[nfds++] = pollfd{setup.drain_fd, POLLIN, 0};
     }
     int r = io.wait(fds, nfds, wait.deadline);
-    pump_woken(st, r > 0 && ui >= 0 && fds[ui].revents != 0,
-               r > 0 && di >= 0 && fds[di].revents != 0);
+    if (r > 0) {
+      pump_woken_by(st, ci >= 0 ? fds[ci].revents : 0, ui >= 0 ? fds[ui].revents : 0,
+                    di >= 0 && fds[di].revents != 0);
+    }
   }
   pump_finish(st);
 }
