@@ -9,7 +9,7 @@ CTEST_ARGS ?=
 
 DEB_PACKAGES := build-essential cmake pkg-config node-llhttp liburing-dev libboost-fiber-dev \
   libboost-context-dev libcxxopts-dev libtomlplusplus-dev libgtest-dev libcurl4-openssl-dev \
-  wrk curl nginx-light python3 python3-matplotlib util-linux procps iproute2
+  wrk curl nginx-light python3 python3-matplotlib util-linux procps iproute2 clang-format git
 
 .PHONY: all deps build build-asan run test test-unit format format-check bench bench-smoke clean
 

@@ -22,15 +22,24 @@ enum class Error : std::uint8_t {
 // The status code an error is answered with (0 for kNone).
 constexpr int status_of(Error e) {
   switch (e) {
-    case Error::kNone: return 0;
-    case Error::kBadRequest: return 400;
-    case Error::kRequestTimeout: return 408;
-    case Error::kBodyTooLarge: return 413;
-    case Error::kUriTooLong: return 414;
-    case Error::kHeaderTooLarge: return 431;
-    case Error::kNotImplemented: return 501;
-    case Error::kVersionNotSupported: return 505;
-    case Error::kBadGateway: return 502;
+    case Error::kNone:
+      return 0;
+    case Error::kBadRequest:
+      return 400;
+    case Error::kRequestTimeout:
+      return 408;
+    case Error::kBodyTooLarge:
+      return 413;
+    case Error::kUriTooLong:
+      return 414;
+    case Error::kHeaderTooLarge:
+      return 431;
+    case Error::kNotImplemented:
+      return 501;
+    case Error::kVersionNotSupported:
+      return 505;
+    case Error::kBadGateway:
+      return 502;
   }
   return 500;
 }

@@ -97,7 +97,16 @@ class Headers {
 };
 
 enum class Method : std::uint8_t {
-  kGet, kHead, kPost, kPut, kDelete, kConnect, kOptions, kTrace, kPatch, kOther
+  kGet,
+  kHead,
+  kPost,
+  kPut,
+  kDelete,
+  kConnect,
+  kOptions,
+  kTrace,
+  kPatch,
+  kOther
 };
 Method method_from(std::string_view name);
 // Safe methods plus PUT and DELETE (RFC 9110 §9.2.2): may be retried by a proxy.
@@ -116,8 +125,8 @@ struct RequestHead {
   // allocation.
   std::string method;  // as received
   Method method_kind = Method::kOther;
-  std::string target;  // request-target as received
-  int version_minor = 1;    // HTTP/1.<minor>
+  std::string target;     // request-target as received
+  int version_minor = 1;  // HTTP/1.<minor>
   Headers headers;
   Framing framing = Framing::kNone;
   std::uint64_t content_length = 0;  // when framing == kLength

@@ -36,16 +36,16 @@ struct UpstreamGroup {
   std::string name;
   std::vector<UpstreamServer> servers;
   Balance balance = Balance::kRoundRobin;
-  std::optional<std::string> host;    // Host sent upstream; unset = the client's Host
-  int max_fails = 1;                  // consecutive connect failures before skipping (nginx)
-  Duration fail_timeout{10'000};      // how long a failed server is skipped
-  std::string health_path;            // active check: GET this path; empty = passive only
+  std::optional<std::string> host;  // Host sent upstream; unset = the client's Host
+  int max_fails = 1;                // consecutive connect failures before skipping (nginx)
+  Duration fail_timeout{10'000};    // how long a failed server is skipped
+  std::string health_path;          // active check: GET this path; empty = passive only
   Duration health_interval{5'000};
   Duration connect_timeout{5'000};
   Duration read_timeout{60'000};
   Duration send_timeout{60'000};
-  std::size_t keepalive = 32;         // idle pooled connections kept per worker per server
-  Duration keepalive_timeout{60'000}; // a pooled connection idle longer is closed
+  std::size_t keepalive = 32;          // idle pooled connections kept per worker per server
+  Duration keepalive_timeout{60'000};  // a pooled connection idle longer is closed
 };
 
 // nginx's `location <prefix> { proxy_pass http://<group>; }`; longest prefix wins.
@@ -67,11 +67,11 @@ struct Config {
   Mode mode = Mode::kEcho;
   std::string listen = "127.0.0.1:8080";
   int backlog = 511;
-  int workers = 256;        // prefork: most worker processes
-  int min_spare = 5;        // prefork
-  int max_spare = 10;       // prefork
-  bool reuseport = false;   // prefork: a listener per worker
-  int threads = 0;          // pool/fiber: worker threads; 0 = chosen from the machine
+  int workers = 256;                      // prefork: most worker processes
+  int min_spare = 5;                      // prefork
+  int max_spare = 10;                     // prefork
+  bool reuseport = false;                 // prefork: a listener per worker
+  int threads = 0;                        // pool/fiber: worker threads; 0 = chosen from the machine
   std::size_t thread_stack = 256 * 1024;  // thread: per-connection stack size
   int max_connections = 10'000;
 

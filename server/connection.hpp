@@ -31,7 +31,7 @@ struct Context {
 
 // Who is on the other end of the client socket.
 struct Peer {
-  std::string address;  // "127.0.0.1" or "::1", no port
+  std::string address;                     // "127.0.0.1" or "::1", no port
   const sockaddr_storage* addr = nullptr;  // for trusted-proxy checks; may be null in tests
 };
 

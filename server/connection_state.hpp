@@ -27,7 +27,6 @@ inline constexpr std::size_t kClientBufferSize = 16 * 1024;
 inline constexpr Duration kLingerTime{2'000};
 inline constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
-
 // The client half. The proxy half (ProxyLeg) is a member and reaches back through `conn`.
 struct Connection::State {
   State(Context& c, Peer p, TimePoint now)
@@ -380,7 +379,8 @@ struct Connection::State {
     client_head.clear();
     http::append_status_line(client_head, status);
     client_head.append("Server: gearbox\r\nContent-Type: text/plain\r\n");
-    http::append_field(client_head, "Content-Length", static_cast<std::uint64_t>(reason.size() + 1));
+    http::append_field(client_head, "Content-Length",
+                       static_cast<std::uint64_t>(reason.size() + 1));
     client_head.append("Connection: close\r\n\r\n");
     if (!(request != Request::kIdle && request != Request::kHead && head_request())) {
       client_head.append(reason).append("\n");

@@ -11,13 +11,13 @@ namespace gearbox::core {
 
 struct EchoPlan {
   enum class Kind : std::uint8_t {
-    kEchoBody,   // 200, the request body streamed back (chunked in -> chunked out)
-    kEchoHead,   // 200 text/plain, the request line and fields as received
-    kPlaintext,  // 200 text/plain "Hello, World!"
-    kHealth,     // 200 text/plain "ok"
-    kDelay,      // 200 after `ms` milliseconds
-    kCpu,        // 200 after burning `ms` milliseconds of CPU
-    kBadRequest, // a /delay or /cpu argument that is not a number in range
+    kEchoBody,    // 200, the request body streamed back (chunked in -> chunked out)
+    kEchoHead,    // 200 text/plain, the request line and fields as received
+    kPlaintext,   // 200 text/plain "Hello, World!"
+    kHealth,      // 200 text/plain "ok"
+    kDelay,       // 200 after `ms` milliseconds
+    kCpu,         // 200 after burning `ms` milliseconds of CPU
+    kBadRequest,  // a /delay or /cpu argument that is not a number in range
   };
   Kind kind = Kind::kEchoHead;
   std::uint32_t ms = 0;

@@ -24,8 +24,9 @@ ProxyLeg::ProxyLeg(Connection::State& s)
 
 ProxyLeg::~ProxyLeg() = default;
 
-const UpstreamGroup& ProxyLeg::group() const { return s_.cfg.groups[group_]; }
-
+const UpstreamGroup& ProxyLeg::group() const {
+  return s_.cfg.groups[group_];
+}
 
 // --- Request side ----------------------------------------------------------------------------
 
@@ -71,7 +72,9 @@ void ProxyLeg::connect_next(TimePoint now) {
   deadline_ = now + group().connect_timeout;
 }
 
-bool ProxyLeg::request_replayable() const { return !body_started_; }
+bool ProxyLeg::request_replayable() const {
+  return !body_started_;
+}
 
 void ProxyLeg::send_request_head() {
   const http::RequestHead& h = s_.parser.head();
@@ -96,7 +99,8 @@ void ProxyLeg::send_request_head() {
 bool ProxyLeg::request_sink_ready() const {
   // Parse more of the client's request only once the upstream is connected and nothing from
   // the client's buffer is still waiting to be written (it would move under the write).
-  return up_ == Up::kConnected && head_queued_ && !body_in_queue_ && to_upstream_.bytes() <= head_.size();
+  return up_ == Up::kConnected && head_queued_ && !body_in_queue_ &&
+         to_upstream_.bytes() <= head_.size();
 }
 
 void ProxyLeg::on_request_body(std::string_view piece, TimePoint now) {
@@ -134,7 +138,9 @@ void ProxyLeg::on_request_end(TimePoint now) {
   }
 }
 
-void ProxyLeg::on_client_upgrade(TimePoint now) { (void)now; }
+void ProxyLeg::on_client_upgrade(TimePoint now) {
+  (void)now;
+}
 
 void ProxyLeg::on_written(std::size_t n, TimePoint now) {
   to_upstream_.consume(n);
@@ -209,7 +215,8 @@ void ProxyLeg::upstream_failed(const char* what, int err, TimePoint now) {
       !response_done_) {
     stale_retried_ = true;
     retry_pending_ = true;
-    tried_ &= ~(std::uint64_t{1} << (server_ % 64));  // the server is fine: only that connection was stale
+    tried_ &= ~(
+        std::uint64_t{1} << (server_ % 64));  // the server is fine: only that connection was stale
     (void)now;
     return;
   }
@@ -304,7 +311,9 @@ void ProxyLeg::on_error(int err, TimePoint now) {
   upstream_failed("error", err, now);
 }
 
-void ProxyLeg::on_client_written(TimePoint now) { (void)now; }
+void ProxyLeg::on_client_written(TimePoint now) {
+  (void)now;
+}
 
 bool ProxyLeg::step(TimePoint now) {
   if (tunnel_) {
@@ -360,7 +369,8 @@ bool ProxyLeg::step(TimePoint now) {
     case http::ParseStep::Kind::kEnd:
       response_in_body_ = false;
       if (parser_.head().status < 200) {
-        parser_.expect(s_.parser.head().method_kind);  // interim response dropped; the final follows
+        parser_.expect(
+            s_.parser.head().method_kind);  // interim response dropped; the final follows
         break;
       }
       on_response_end(now);
@@ -496,8 +506,8 @@ void ProxyLeg::fill_wants(Wants& w) const {
     case Up::kConnected:
       w.upstream_write = to_upstream_.pending();
       if ((tunnel_ && !upstream_eof_ && s_.to_client.empty() && in_begin_ == in_end_) ||
-          (!tunnel_ && exchange_ && !response_done_ && !upstream_eof_ &&
-           in_begin_ == in_end_ && s_.to_client.empty())) {
+          (!tunnel_ && exchange_ && !response_done_ && !upstream_eof_ && in_begin_ == in_end_ &&
+           s_.to_client.empty())) {
         w.upstream_read = {in_.get(), kUpstreamBufferSize};  // in_begin_ == in_end_: restart at 0
       }
       break;

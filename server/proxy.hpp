@@ -9,8 +9,8 @@
 #include <string_view>
 
 #include "http/parser.hpp"
-#include "server/connection.hpp"
 #include "http/serializer.hpp"
+#include "server/connection.hpp"
 #include "server/out_queue.hpp"
 
 namespace gearbox::core {
@@ -79,8 +79,8 @@ class ProxyLeg {
   std::size_t server_ = 0;
   std::uint64_t tried_ = 0;  // servers of the group already tried for this request
   bool stale_retried_ = false;
-  bool counted_ = false;     // on_request_start was reported to the balancer
-  std::string target_;       // origin-form target after routing
+  bool counted_ = false;  // on_request_start was reported to the balancer
+  std::string target_;    // origin-form target after routing
   bool head_queued_ = false;
   bool body_started_ = false;    // a client body byte was queued upstream: no replay possible
   bool request_sent_ = false;    // the whole request was written upstream
@@ -92,8 +92,8 @@ class ProxyLeg {
   http::Framing client_framing_ = http::Framing::kNone;
   bool tunnel_ = false;
   bool client_eof_ = false;
-  bool retry_pending_ = false;   // connect again once the failed connection is released
-  bool timed_out_ = false;       // the last failure was a timeout: 504 rather than 502
+  bool retry_pending_ = false;     // connect again once the failed connection is released
+  bool timed_out_ = false;         // the last failure was a timeout: 504 rather than 502
   bool response_in_body_ = false;  // the response head was parsed; feed even without bytes
 
   OutQueue to_upstream_;

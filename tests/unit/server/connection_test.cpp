@@ -56,7 +56,8 @@ TEST(ConnectionEcho, PipelinedRequestsAnsweredInOrder) {
   h.send(in);
   h.run();
   std::string health =
-      "HTTP/1.1 200 OK\r\nServer: gearbox\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok";
+      "HTTP/1.1 200 OK\r\nServer: gearbox\r\nContent-Type: text/plain\r\nContent-Length: "
+      "2\r\n\r\nok";
   std::string last =
       "HTTP/1.1 200 OK\r\nServer: gearbox\r\nConnection: close\r\nContent-Type: text/plain\r\n"
       "Content-Length: 13\r\n\r\nHello, World!";
@@ -71,9 +72,10 @@ TEST(ConnectionEcho, EchoesContentLengthBody) {
   CoreHarness h;
   h.send(in);
   h.run();
-  EXPECT_EQ(h.output(),
-            "HTTP/1.1 200 OK\r\nServer: gearbox\r\nContent-Type: text/x\r\nContent-Length: 5\r\n\r\n"
-            "hello");
+  EXPECT_EQ(
+      h.output(),
+      "HTTP/1.1 200 OK\r\nServer: gearbox\r\nContent-Type: text/x\r\nContent-Length: 5\r\n\r\n"
+      "hello");
   expect_split_invariant(in);
 }
 
@@ -118,9 +120,10 @@ TEST(ConnectionEcho, BodilessRequestGetsItsHeadEchoed) {
   h.send("GET /x?y=1 HTTP/1.1\r\nHost: a\r\nX-Test: v\r\n\r\n");
   h.run();
   std::string body = "GET /x?y=1 HTTP/1.1\r\nHost: a\r\nX-Test: v\r\n";
-  EXPECT_EQ(h.output(), "HTTP/1.1 200 OK\r\nServer: gearbox\r\nContent-Type: text/plain\r\n"
-                        "Content-Length: " +
-                            std::to_string(body.size()) + "\r\n\r\n" + body);
+  EXPECT_EQ(h.output(),
+            "HTTP/1.1 200 OK\r\nServer: gearbox\r\nContent-Type: text/plain\r\n"
+            "Content-Length: " +
+                std::to_string(body.size()) + "\r\n\r\n" + body);
 }
 
 TEST(ConnectionEcho, HeadHasNoBody) {
@@ -206,9 +209,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"BodyTooLarge", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n", 413},
         BadCase{"UnknownTransferEncoding",
                 "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
-        BadCase{"ContentLengthWithTransferEncoding",
-                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-                400},
+        BadCase{
+            "ContentLengthWithTransferEncoding",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400},
         BadCase{"MissingHost", "GET / HTTP/1.1\r\n\r\n", 400},
         BadCase{"HttpVersion2", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
         BadCase{"BadDelayArgument", "GET /delay/abc HTTP/1.1\r\nHost: a\r\n\r\n", 400}),

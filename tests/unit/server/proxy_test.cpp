@@ -52,7 +52,8 @@ TEST(ProxyLeg, RelaysRequestAndResponseAndReusesTheConnection) {
 TEST(ProxyLeg, StreamsChunkedRequestBodyReframed) {
   CoreHarness h(proxy_config());
   h.upstream_script = kOk;
-  h.send("POST /a HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+  h.send(
+      "POST /a HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
   h.run();
   EXPECT_TRUE(h.upstream_received().ends_with("\r\n\r\n3\r\nabc\r\n0\r\n\r\n"))
       << h.upstream_received();
