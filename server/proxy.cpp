@@ -322,20 +322,7 @@ bool ProxyLeg::step(TimePoint now) {
   if (up_ != Up::kConnected || !exchange_ || response_done_ || !s_.to_client.empty()) {
     return false;
   }
-  if (in_begin_ == in_end_ && !response_in_body_) {
-    if (upstream_eof_) {
-      http::ParseStep st = parser_.feed_eof();
-      if (st.kind == http::ParseStep::Kind::kEnd) {
-        on_response_end(now);
-      } else {
-        upstream_failed("closed the connection mid-response", 0, now);
-      }
-      return true;
-    }
-    return false;
-  }
-  std::string_view input(in_.get() + in_begin_, in_end_ - in_begin_);
-  if (input.empty() && upstream_eof_) {
+  if (in_begin_ == in_end_ && upstream_eof_) {
     http::ParseStep st = parser_.feed_eof();
     if (st.kind == http::ParseStep::Kind::kEnd) {
       on_response_end(now);
@@ -344,6 +331,10 @@ bool ProxyLeg::step(TimePoint now) {
     }
     return true;
   }
+  if (in_begin_ == in_end_ && !response_in_body_) {
+    return false;
+  }
+  std::string_view input(in_.get() + in_begin_, in_end_ - in_begin_);
   http::ParseStep st = parser_.feed(input);
   in_begin_ += st.consumed;
   if (input.empty() && st.kind == http::ParseStep::Kind::kNeedMore) {

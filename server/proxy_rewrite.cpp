@@ -105,6 +105,21 @@ void append_upgrade(std::string& out, const http::Headers& headers) {
   end_field(out);
 }
 
+// The framing fields we set ourselves (RFC 9112 §6): the incoming ones were dropped.
+void append_framing(std::string& out, http::Framing framing, std::uint64_t content_length) {
+  switch (framing) {
+    case http::Framing::kLength:
+      put_number(out, "Content-Length", content_length);
+      break;
+    case http::Framing::kChunked:
+      put(out, "Transfer-Encoding", "chunked");
+      break;
+    case http::Framing::kNone:
+    case http::Framing::kUntilClose:
+      break;
+  }
+}
+
 }  // namespace
 
 void write_upstream_request_head(std::string& out, const http::RequestHead& req,
@@ -152,17 +167,7 @@ void write_upstream_request_head(std::string& out, const http::RequestHead& req,
 
   append_via(out, req.headers, req.version_minor, rw.via_pseudonym);
 
-  switch (rw.framing) {
-    case http::Framing::kLength:
-      put_number(out, "Content-Length", rw.content_length);
-      break;
-    case http::Framing::kChunked:
-      put(out, "Transfer-Encoding", "chunked");
-      break;
-    case http::Framing::kNone:
-    case http::Framing::kUntilClose:
-      break;
-  }
+  append_framing(out, rw.framing, rw.content_length);
   if (rw.upgrade) {
     append_upgrade(out, req.headers);
   }
@@ -194,17 +199,7 @@ void write_client_response_head(std::string& out, const http::ResponseHead& resp
 
   append_via(out, resp.headers, resp.version_minor, rw.via_pseudonym);
 
-  switch (rw.framing) {
-    case http::Framing::kLength:
-      put_number(out, "Content-Length", rw.content_length);
-      break;
-    case http::Framing::kChunked:
-      put(out, "Transfer-Encoding", "chunked");
-      break;
-    case http::Framing::kNone:
-    case http::Framing::kUntilClose:
-      break;
-  }
+  append_framing(out, rw.framing, rw.content_length);
   if (rw.upgrade) {
     append_upgrade(out, resp.headers);
   } else if (rw.close) {

@@ -6,6 +6,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
+#include <algorithm>
+#include <climits>
 
 #include <cerrno>
 #include <charconv>
@@ -167,8 +169,11 @@ std::string endpoint_text(const sockaddr_storage& addr) {
            std::to_string(ntohs(reinterpret_cast<const sockaddr_in&>(addr).sin_port));
   }
   if (addr.ss_family == AF_INET6) {
-    return "[" + address_text(addr) +
-           "]:" + std::to_string(ntohs(reinterpret_cast<const sockaddr_in6&>(addr).sin6_port));
+    std::string text = "[";
+    text.append(address_text(addr));
+    text.append("]:");
+    text.append(std::to_string(ntohs(reinterpret_cast<const sockaddr_in6&>(addr).sin6_port)));
+    return text;
   }
   return "?";
 }
@@ -207,6 +212,17 @@ void close_abort(int fd) {
   linger lg{1, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
   ::close(fd);
+}
+
+int wait_ms(core::TimePoint now, core::TimePoint until) {
+  if (until == core::kNever) {
+    return -1;
+  }
+  if (until <= now) {
+    return 0;
+  }
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() + 1;
+  return static_cast<int>(std::min<long long>(ms, INT_MAX));
 }
 
 }  // namespace gearbox::backends

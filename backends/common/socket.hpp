@@ -11,6 +11,7 @@
 
 #include "server/backend.hpp"
 #include "server/config.hpp"
+#include "server/connection.hpp"
 
 namespace gearbox::backends {
 
@@ -55,5 +56,9 @@ int connect_result(int fd);
 
 // Closes with SO_LINGER {1, 0}: the peer gets a reset instead of a FIN (core::CloseMode::kAbort).
 void close_abort(int fd);
+
+// Milliseconds to wait from `now` until `until`, for poll(2)/epoll_wait(2): -1 for never,
+// rounded up (waking before a deadline costs an idle pass; rounding down would spin).
+int wait_ms(core::TimePoint now, core::TimePoint until);
 
 }  // namespace gearbox::backends

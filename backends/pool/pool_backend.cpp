@@ -166,18 +166,6 @@ void worker_main(DispatchQueue& in, ReturnQueue& out) {
   }
 }
 
-int ms_until(core::TimePoint now, core::TimePoint until) {
-  if (until == core::kNever) {
-    return -1;
-  }
-  if (until <= now) {
-    return 0;
-  }
-  // Rounded up: a wake-up before the deadline would only cost an idle pass, but a spin.
-  auto ms = duration_cast<milliseconds>(until - now).count() + 1;
-  return static_cast<int>(std::min<long long>(ms, INT_MAX));
-}
-
 std::uint32_t epoll_events(short poll_events) {
   return ((poll_events & POLLIN) != 0 ? EPOLLIN : 0u) |
          ((poll_events & POLLOUT) != 0 ? EPOLLOUT : 0u);
@@ -433,7 +421,7 @@ int Reactor::run() {
     if (!listener_armed_ && paused_until_ > now) {
       until = std::min(until, paused_until_);
     }
-    int n = ::epoll_wait(ep_, events.data(), static_cast<int>(events.size()), ms_until(now, until));
+    int n = ::epoll_wait(ep_, events.data(), static_cast<int>(events.size()), wait_ms(now, until));
     if (n < 0 && errno != EINTR) {
       core::log_error("pool backend: epoll_wait: %s", std::strerror(errno));
       status = 1;

@@ -85,17 +85,6 @@ void* connection_main(void* arg) {
   return nullptr;
 }
 
-int poll_ms(core::TimePoint now, core::TimePoint until) {
-  if (until == core::kNever) {
-    return -1;
-  }
-  if (until <= now) {
-    return 0;
-  }
-  auto ms = duration_cast<milliseconds>(until - now).count() + 1;
-  return static_cast<int>(std::min<long long>(ms, INT_MAX));
-}
-
 }  // namespace
 
 int ThreadBackend::run(const core::Config& config, core::Listener& listener, int drain_fd) {
@@ -185,7 +174,7 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
     if (!at_cap && paused_until > now) {
       until = std::min(until, paused_until);
     }
-    int r = ::poll(fds, nfds, poll_ms(now, until));
+    int r = ::poll(fds, nfds, wait_ms(now, until));
     if (r > 0 && (fds[1].revents & POLLIN) != 0) {
       clear_wake(s->wake_fd);
     }
@@ -219,7 +208,7 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
       return 0;  // `s` leaks on purpose: see Shared
     }
     pollfd fd{s->wake_fd, POLLIN, 0};
-    if (::poll(&fd, 1, poll_ms(now, deadline)) > 0) {
+    if (::poll(&fd, 1, wait_ms(now, deadline)) > 0) {
       clear_wake(s->wake_fd);
     }
   }
