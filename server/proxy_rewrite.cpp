@@ -2,6 +2,8 @@
 // httputil.ReverseProxy (hopHeaders, removeConnectionHeaders) and nginx's proxy module.
 #include "server/proxy_rewrite.hpp"
 
+#include "http/serializer.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -13,20 +15,6 @@
 
 namespace gearbox::core {
 namespace {
-
-void put(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out.append(": ");
-  out.append(value);
-  out.append("\r\n");
-}
-
-void put_number(std::string& out, std::string_view name, std::uint64_t value) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
-  (void)ec;
-  put(out, name, std::string_view(buf, static_cast<std::size_t>(end - buf)));
-}
 
 // RFC 9110 §7.6.1: a field named by a Connection option is hop-by-hop for this message.
 bool named_by_connection(const http::Headers& headers, std::string_view name) {
@@ -98,7 +86,7 @@ void append_via(std::string& out, const http::Headers& headers, int version_mino
 }
 
 void append_upgrade(std::string& out, const http::Headers& headers) {
-  put(out, "Connection", "upgrade");
+  http::append_field(out, "Connection", "upgrade");
   begin_field(out, "Upgrade");
   // "Connection: upgrade" names Upgrade by design (RFC 9110 §7.8).
   append_joined(out, headers, "Upgrade", false);
@@ -109,10 +97,10 @@ void append_upgrade(std::string& out, const http::Headers& headers) {
 void append_framing(std::string& out, http::Framing framing, std::uint64_t content_length) {
   switch (framing) {
     case http::Framing::kLength:
-      put_number(out, "Content-Length", content_length);
+      http::append_field(out, "Content-Length", content_length);
       break;
     case http::Framing::kChunked:
-      put(out, "Transfer-Encoding", "chunked");
+      http::append_field(out, "Transfer-Encoding", "chunked");
       break;
     case http::Framing::kNone:
     case http::Framing::kUntilClose:
@@ -128,7 +116,7 @@ void write_upstream_request_head(std::string& out, const http::RequestHead& req,
   out.push_back(' ');
   out.append(target);
   out.append(" HTTP/1.1\r\n");
-  put(out, "Host", rw.host);
+  http::append_field(out, "Host", rw.host);
 
   for (http::Field f : req.headers) {
     if (http::is_hop_by_hop(f.name) || is_request_managed(f.name) ||
@@ -136,7 +124,7 @@ void write_upstream_request_head(std::string& out, const http::RequestHead& req,
         named_by_connection(req.headers, f.name)) {
       continue;
     }
-    put(out, f.name, f.value);
+    http::append_field(out, f.name, f.value);
   }
 
   // A client outside trusted_proxies must not choose the address the upstream sees.
@@ -194,7 +182,7 @@ void write_client_response_head(std::string& out, const http::ResponseHead& resp
         named_by_connection(resp.headers, f.name)) {
       continue;
     }
-    put(out, f.name, f.value);
+    http::append_field(out, f.name, f.value);
   }
 
   append_via(out, resp.headers, resp.version_minor, rw.via_pseudonym);
@@ -203,9 +191,9 @@ void write_client_response_head(std::string& out, const http::ResponseHead& resp
   if (rw.upgrade) {
     append_upgrade(out, resp.headers);
   } else if (rw.close) {
-    put(out, "Connection", "close");
+    http::append_field(out, "Connection", "close");
   } else if (rw.client_http10) {
-    put(out, "Connection", "keep-alive");
+    http::append_field(out, "Connection", "keep-alive");
   }
   out.append("\r\n");
 }

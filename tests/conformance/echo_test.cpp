@@ -38,22 +38,6 @@ std::string post_head(std::size_t length, std::string_view content_type) {
          "\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";
 }
 
-// Sends head + body from a second thread while this one reads the response, since the server
-// streams the echo back before the whole body is in (a big body would otherwise deadlock).
-HttpResponse post_and_read(Socket& s, const std::string& head, const std::string& body,
-                           Millis timeout = 10s) {
-  std::string send_error;
-  bool sent = false;
-  std::thread sender([&] {
-    sent = send_all_fd(s.fd(), head, timeout, &send_error) &&
-           send_all_fd(s.fd(), body, timeout, &send_error);
-  });
-  HttpResponse r = s.read_response(timeout);
-  sender.join();
-  EXPECT_TRUE(sent) << send_error;
-  return r;
-}
-
 // Echoes a body of `size` bytes and checks status, framing, content and Content-Type.
 void expect_echo(int port, std::size_t size) {
   Socket s = Socket::connect(port);

@@ -83,22 +83,6 @@ inline std::string binary_body(std::size_t size) {
   return out;
 }
 
-// Sends head + body from a second thread while this one reads the response (the body is echoed
-// back while it is still being sent; one thread would deadlock on a big body).
-inline HttpResponse post_and_read(Socket& s, const std::string& head, const std::string& body,
-                                  Millis timeout = Millis{20000}) {
-  std::string send_error;
-  bool sent = false;
-  std::thread sender([&] {
-    sent = send_all_fd(s.fd(), head, timeout, &send_error) &&
-           send_all_fd(s.fd(), body, timeout, &send_error);
-  });
-  HttpResponse r = s.read_response(timeout);
-  sender.join();
-  EXPECT_TRUE(sent) << send_error;
-  return r;
-}
-
 inline std::string lower(std::string_view text) {
   std::string out(text);
   std::transform(out.begin(), out.end(), out.begin(),

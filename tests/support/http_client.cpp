@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -15,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <thread>
 #include <utility>
 
 namespace gearbox::test {
@@ -523,6 +525,20 @@ CurlClient::Result CurlClient::request(const std::string& method, const std::str
 
 std::string local_url(int port, std::string_view path) {
   return "http://127.0.0.1:" + std::to_string(port) + std::string(path);
+}
+
+HttpResponse post_and_read(Socket& s, const std::string& head, const std::string& body,
+                           Millis timeout) {
+  std::string send_error;
+  bool sent = false;
+  std::thread sender([&] {
+    sent = send_all_fd(s.fd(), head, timeout, &send_error) &&
+           send_all_fd(s.fd(), body, timeout, &send_error);
+  });
+  HttpResponse r = s.read_response(timeout);
+  sender.join();
+  EXPECT_TRUE(sent) << send_error;
+  return r;
 }
 
 }  // namespace gearbox::test

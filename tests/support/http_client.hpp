@@ -142,4 +142,9 @@ class CurlClient {
 // "http://127.0.0.1:PORT" + path.
 std::string local_url(int port, std::string_view path);
 
+// Sends head + body from a second thread while this one reads the response: the server streams
+// the echo back before the whole body is in, so one thread would deadlock on a big body.
+HttpResponse post_and_read(Socket& s, const std::string& head, const std::string& body,
+                           Millis timeout = Millis{20000});
+
 }  // namespace gearbox::test
