@@ -91,6 +91,9 @@ struct Config {
 
   // Not configurable: measured by main at start-up, used by /cpu/<ms> (the core has no clock).
   std::uint64_t cpu_iterations_per_ms = 100'000;
+  // Not configurable: system_clock minus steady_clock at start-up, set by main. The core turns
+  // an event's steady `now` into the wall time of the Date field with it (it reads no clock).
+  std::chrono::nanoseconds wall_offset{0};
 };
 
 }  // namespace gearbox::core

@@ -14,6 +14,7 @@
 #include "server/connection.hpp"
 #include "server/cpu_burn.hpp"
 #include "server/echo.hpp"
+#include "server/http_date.hpp"
 #include "server/log.hpp"
 #include "server/out_queue.hpp"
 #include "server/proxy.hpp"
@@ -70,6 +71,7 @@ struct Connection::State {
   bool client_eof = false;         // the client half-closed after a complete request
   bool echo_head_pending = false;  // the echo's 200 head is built but not yet queued
   int response_status = 0;         // for the access log
+  TimePoint last_now{};            // the time of the event being handled (for Date)
 
   OutQueue to_client;
   std::string client_head;  // response head (or whole small response) being written
@@ -92,6 +94,7 @@ struct Connection::State {
 
   // Runs the machine as far as it goes without I/O, then recomputes what it wants.
   void update(TimePoint now) {
+    last_now = now;
     for (int guard = 0; guard < 1'000'000; ++guard) {
       if (!step(now)) {
         break;
@@ -281,13 +284,21 @@ struct Connection::State {
     response_status = status;
     client_head.clear();
     http::append_status_line(client_head, status);
-    client_head.append("Server: gearbox\r\n");
+    append_server_fields();
     if (!keep_alive) {
       client_head.append("Connection: close\r\n");
     } else if (parser.head().version_minor == 0) {
       client_head.append("Connection: keep-alive\r\n");  // RFC 9112 §C.2.2
     }
     response_started = true;
+  }
+
+  // Server and Date (RFC 9110 §10.2.4, §6.6.1) on the responses the core makes itself.
+  void append_server_fields() {
+    client_head.append("Server: gearbox\r\n");
+    const auto wall = last_now.time_since_epoch() + cfg.wall_offset;
+    http::append_field(client_head, "Date",
+                       http_date(std::chrono::duration_cast<std::chrono::seconds>(wall).count()));
   }
 
   bool head_request() const { return parser.head().method_kind == http::Method::kHead; }
@@ -378,7 +389,8 @@ struct Connection::State {
     response_status = status;
     client_head.clear();
     http::append_status_line(client_head, status);
-    client_head.append("Server: gearbox\r\nContent-Type: text/plain\r\n");
+    append_server_fields();
+    client_head.append("Content-Type: text/plain\r\n");
     http::append_field(client_head, "Content-Length",
                        static_cast<std::uint64_t>(reason.size() + 1));
     client_head.append("Connection: close\r\n\r\n");

@@ -160,6 +160,9 @@ int main(int argc, char** argv) {
 
   raise_file_limit();
   config.cpu_iterations_per_ms = calibrate_cpu();
+  config.wall_offset = std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::system_clock::now().time_since_epoch() -
+      std::chrono::steady_clock::now().time_since_epoch());
 
   std::string error;
   std::optional<core::Listener> listener =

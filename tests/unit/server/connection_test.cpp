@@ -34,9 +34,12 @@ void expect_split_invariant(const std::string& in, core::Config cfg = {}) {
   }
 }
 
-const std::string kPlaintextResponse =
-    "HTTP/1.1 200 OK\r\nServer: gearbox\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
-    "Hello, World!";
+// The harness's clock starts at steady time 1 h and the default wall offset is 0.
+#define kDate "Date: Thu, 01 Jan 1970 01:00:00 GMT\r\n"
+
+const std::string kPlaintextResponse = "HTTP/1.1 200 OK\r\nServer: gearbox\r\n" kDate
+                                       "Content-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
+                                       "Hello, World!";
 
 TEST(ConnectionEcho, Plaintext) {
   CoreHarness h;
@@ -55,12 +58,12 @@ TEST(ConnectionEcho, PipelinedRequestsAnsweredInOrder) {
   CoreHarness h;
   h.send(in);
   h.run();
-  std::string health =
-      "HTTP/1.1 200 OK\r\nServer: gearbox\r\nContent-Type: text/plain\r\nContent-Length: "
-      "2\r\n\r\nok";
-  std::string last =
-      "HTTP/1.1 200 OK\r\nServer: gearbox\r\nConnection: close\r\nContent-Type: text/plain\r\n"
-      "Content-Length: 13\r\n\r\nHello, World!";
+  std::string health = "HTTP/1.1 200 OK\r\nServer: gearbox\r\n" kDate
+                       "Content-Type: text/plain\r\nContent-Length: "
+                       "2\r\n\r\nok";
+  std::string last = "HTTP/1.1 200 OK\r\nServer: gearbox\r\n" kDate
+                     "Connection: close\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: 13\r\n\r\nHello, World!";
   EXPECT_EQ(h.output(), kPlaintextResponse + health + last);
   EXPECT_TRUE(h.shut_wr());
   expect_split_invariant(in);
@@ -72,10 +75,9 @@ TEST(ConnectionEcho, EchoesContentLengthBody) {
   CoreHarness h;
   h.send(in);
   h.run();
-  EXPECT_EQ(
-      h.output(),
-      "HTTP/1.1 200 OK\r\nServer: gearbox\r\nContent-Type: text/x\r\nContent-Length: 5\r\n\r\n"
-      "hello");
+  EXPECT_EQ(h.output(), "HTTP/1.1 200 OK\r\nServer: gearbox\r\n" kDate
+                        "Content-Type: text/x\r\nContent-Length: 5\r\n\r\n"
+                        "hello");
   expect_split_invariant(in);
 }
 
@@ -120,19 +122,35 @@ TEST(ConnectionEcho, BodilessRequestGetsItsHeadEchoed) {
   h.send("GET /x?y=1 HTTP/1.1\r\nHost: a\r\nX-Test: v\r\n\r\n");
   h.run();
   std::string body = "GET /x?y=1 HTTP/1.1\r\nHost: a\r\nX-Test: v\r\n";
-  EXPECT_EQ(h.output(),
-            "HTTP/1.1 200 OK\r\nServer: gearbox\r\nContent-Type: text/plain\r\n"
-            "Content-Length: " +
-                std::to_string(body.size()) + "\r\n\r\n" + body);
+  EXPECT_EQ(h.output(), "HTTP/1.1 200 OK\r\nServer: gearbox\r\n" kDate
+                        "Content-Type: text/plain\r\n"
+                        "Content-Length: " +
+                            std::to_string(body.size()) + "\r\n\r\n" + body);
+}
+
+TEST(ConnectionEcho, DateFollowsTheEventTimeAndTheWallOffset) {
+  core::Config cfg;
+  // 2026-11-25 00:00:00 UTC is 1795564800 s after the epoch; the harness starts at 1 h.
+  cfg.wall_offset = std::chrono::seconds(1795564800) - std::chrono::hours(1);
+  CoreHarness h(cfg);
+  h.send("GET /health HTTP/1.1\r\nHost: a\r\n\r\n");
+  h.run();
+  EXPECT_NE(h.output().find("\r\nDate: Wed, 25 Nov 2026 00:00:00 GMT\r\n"), std::string::npos)
+      << h.output();
+  h.advance(std::chrono::milliseconds(59'500));
+  h.send("GET /health HTTP/1.1\r\nHost: a\r\n\r\n");
+  h.run();
+  EXPECT_NE(h.output().find("\r\nDate: Wed, 25 Nov 2026 00:00:59 GMT\r\n"), std::string::npos)
+      << h.output();
 }
 
 TEST(ConnectionEcho, HeadHasNoBody) {
   CoreHarness h;
   h.send("HEAD /plaintext HTTP/1.1\r\nHost: a\r\n\r\n");
   h.run();
-  EXPECT_EQ(h.output(),
-            "HTTP/1.1 200 OK\r\nServer: gearbox\r\nContent-Type: text/plain\r\nContent-Length: 13"
-            "\r\n\r\n");
+  EXPECT_EQ(h.output(), "HTTP/1.1 200 OK\r\nServer: gearbox\r\n" kDate
+                        "Content-Type: text/plain\r\nContent-Length: 13"
+                        "\r\n\r\n");
 }
 
 TEST(ConnectionEcho, Http10ClosesUnlessKeepAlive) {
