@@ -37,9 +37,18 @@ bool has_token(std::string_view list, std::string_view token) {
 }
 
 bool is_hop_by_hop(std::string_view name) {
-  static constexpr std::array<std::string_view, 7> kHop = {
-      "Connection", "Keep-Alive",        "Proxy-Connection", "TE",
-      "Trailer",    "Transfer-Encoding", "Upgrade"};
+  // Proxy-Authenticate / Proxy-Authorization are between a client and a proxy that asks for
+  // credentials (RFC 9110 §11.7): gearbox asks for none, and must not leak them to an upstream
+  // (Go's httputil.ReverseProxy drops them too).
+  static constexpr std::array<std::string_view, 9> kHop = {"Connection",
+                                                           "Keep-Alive",
+                                                           "Proxy-Connection",
+                                                           "TE",
+                                                           "Trailer",
+                                                           "Transfer-Encoding",
+                                                           "Upgrade",
+                                                           "Proxy-Authenticate",
+                                                           "Proxy-Authorization"};
   for (std::string_view h : kHop) {
     if (iequals(name, h)) {
       return true;

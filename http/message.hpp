@@ -42,7 +42,8 @@ void for_each_token(std::string_view list, F&& f) {
 bool has_token(std::string_view list, std::string_view token);
 
 // Hop-by-hop fields a proxy never forwards (RFC 9110 §7.6.1), besides those Connection names:
-// Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade.
+// Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade,
+// Proxy-Authenticate, Proxy-Authorization.
 bool is_hop_by_hop(std::string_view name);
 
 struct Field {

@@ -35,8 +35,9 @@ TEST(HasToken, MatchesWholeElementsOnly) {
 }
 
 TEST(IsHopByHop, TheRfc9110Table) {
-  for (const char* n : {"Connection", "keep-alive", "Proxy-Connection", "TE", "Trailer",
-                        "transfer-encoding", "Upgrade"}) {
+  for (const char* n :
+       {"Connection", "keep-alive", "Proxy-Connection", "TE", "Trailer", "transfer-encoding",
+        "Upgrade", "Proxy-Authorization", "proxy-authenticate"}) {
     EXPECT_TRUE(is_hop_by_hop(n)) << n;
   }
   for (const char* n : {"Host", "Content-Length", "Trailers", "X-Connection", ""}) {

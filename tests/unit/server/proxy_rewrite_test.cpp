@@ -87,6 +87,16 @@ TEST(ProxyRewriteRequest, HopByHopFieldsRemoved) {
                                                std::string(kForwarded) + "\r\n");
 }
 
+TEST(ProxyRewriteRequest, ProxyCredentialsNeverReachTheUpstream) {
+  auto req = request("GET", "/",
+                     {{"Host", "example.com"},
+                      {"Proxy-Authorization", "Basic c2VjcmV0"},
+                      {"Authorization", "Bearer app-token"}});
+  EXPECT_EQ(upstream_head(req, rewrite()),
+            "GET / HTTP/1.1\r\nHost: example.com\r\nAuthorization: Bearer app-token\r\n" +
+                std::string(kForwarded) + "\r\n");
+}
+
 TEST(ProxyRewriteRequest, TeAndTrailerRemoved) {
   auto req = request("POST", "/",
                      {{"Host", "example.com"},
