@@ -20,19 +20,6 @@ using namespace std::chrono_literals;
 class EchoTest : public ConformanceTest {};
 GEARBOX_CONFORMANCE_SUITE(EchoTest);
 
-// Every byte value, in an order that is not a simple repetition.
-std::string binary_body(std::size_t size) {
-  std::string out(size, '\0');
-  std::uint32_t x = 2463534242u;
-  for (auto& c : out) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x & 0xff);
-  }
-  return out;
-}
-
 std::string post_head(std::size_t length, std::string_view content_type) {
   return "POST /echo HTTP/1.1\r\nHost: test\r\nContent-Type: " + std::string(content_type) +
          "\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";

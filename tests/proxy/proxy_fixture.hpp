@@ -70,19 +70,6 @@ class ProxyTest : public ConformanceTest {
   FakeUpstream fake_;
 };
 
-// Every byte value, in an order that is not a simple repetition.
-inline std::string binary_body(std::size_t size) {
-  std::string out(size, '\0');
-  std::uint32_t x = 2463534242u;
-  for (auto& c : out) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x & 0xff);
-  }
-  return out;
-}
-
 inline std::string lower(std::string_view text) {
   std::string out(text);
   std::transform(out.begin(), out.end(), out.begin(),

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -146,5 +147,18 @@ std::string local_url(int port, std::string_view path);
 // the echo back before the whole body is in, so one thread would deadlock on a big body.
 HttpResponse post_and_read(Socket& s, const std::string& head, const std::string& body,
                            Millis timeout = Millis{20000});
+
+// Every byte value, in an order that is not a simple repetition.
+inline std::string binary_body(std::size_t size) {
+  std::string out(size, '\0');
+  std::uint32_t x = 2463534242u;
+  for (auto& c : out) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    c = static_cast<char>(x & 0xff);
+  }
+  return out;
+}
 
 }  // namespace gearbox::test
