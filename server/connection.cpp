@@ -70,9 +70,6 @@ void Connection::on_client_written(std::size_t n, TimePoint now) {
   State& s = *s_;
   s.to_client.consume(n);
   s.send_deadline = s.to_client.empty() ? kNever : now + s.cfg.send_timeout;
-  if (s.proxy) {
-    s.proxy->on_client_written(now);
-  }
   s.update(now);
 }
 
@@ -86,7 +83,7 @@ void Connection::on_client_error(int err, TimePoint now) {
 void Connection::on_deadline(TimePoint now) {
   State& s = *s_;
   if (s.delay_deadline <= now) {
-    s.on_delay_over(now);
+    s.on_delay_over();
   }
   if (s.send_deadline <= now) {
     s.send_deadline = kNever;
@@ -97,13 +94,13 @@ void Connection::on_deadline(TimePoint now) {
     if (s.shut_wr) {
       s.finish_if_possible();
     } else if (s.request == State::Request::kHead) {
-      s.fail(408, now);
+      s.fail(408);
     } else if (s.request == State::Request::kIdle) {
       s.begin_close();
       s.shut_wr = true;
       s.finish_if_possible();
     } else if (s.request == State::Request::kBody) {
-      s.fail(408, now);
+      s.fail(408);
     }
   }
   if (s.proxy) {

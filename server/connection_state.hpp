@@ -100,7 +100,7 @@ struct Connection::State {
         break;
       }
     }
-    recompute_wants(now);
+    recompute_wants();
   }
 
   // One move; false when nothing more can happen until an event.
@@ -157,15 +157,12 @@ struct Connection::State {
       case http::ParseStep::Kind::kUpgrade:
         upgrade_pending = true;
         keep_alive = false;
-        if (proxy) {
-          proxy->on_client_upgrade(now);
-        }
         if (request != Request::kComplete) {
           on_request_end(now);
         }
         break;
       case http::ParseStep::Kind::kError:
-        fail(http::status_of(st.error), now);
+        fail(http::status_of(st.error));
         break;
     }
     return true;
@@ -218,7 +215,7 @@ struct Connection::State {
         respond_text(200, "done");
         break;
       case EchoPlan::Kind::kBadRequest:
-        fail(400, now);
+        fail(400);
         break;
     }
   }
@@ -360,19 +357,17 @@ struct Connection::State {
     }
   }
 
-  void on_delay_over(TimePoint now) {
+  void on_delay_over() {
     delay_deadline = kNever;
     handler = Handler::kNone;
     respond_text(200, "done");
-    (void)now;
   }
 
   // --- Errors and closing ----------------------------------------------------------------------
 
   // Answers `status` and closes when nothing of this exchange's response was sent yet;
-  // otherwise the only honest signal left is to abort the connection.
-  void fail(int status, TimePoint now) {
-    (void)now;
+  // otherwise the response under way is cut (see cut()).
+  void fail(int status) {
     if (echo_head_pending) {
       echo_head_pending = false;
       response_started = false;
@@ -463,8 +458,7 @@ struct Connection::State {
 
   // --- Wants -----------------------------------------------------------------------------------
 
-  void recompute_wants(TimePoint now) {
-    (void)now;
+  void recompute_wants() {
     want_client_read = false;
     if (done || close_mode == CloseMode::kAbort) {
       send_deadline = kNever;

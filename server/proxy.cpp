@@ -42,7 +42,7 @@ void ProxyLeg::on_request_head(TimePoint now) {
   response_in_body_ = false;
   const RouteMatch* route = s_.ctx.upstreams->router().match(h.target);
   if (route == nullptr) {
-    fail_exchange(Router::routable(h.target) ? 404 : 400, now);
+    fail_exchange(Router::routable(h.target) ? 404 : 400);
     return;
   }
   group_ = route->group;
@@ -60,7 +60,7 @@ void ProxyLeg::connect_next(TimePoint now) {
   Upstreams& ups = *s_.ctx.upstreams;
   const std::size_t pick = ups.pick(group_, now, tried_);
   if (pick == Upstreams::kNone) {
-    fail_exchange(timed_out_ ? 504 : 502, now);
+    fail_exchange(timed_out_ ? 504 : 502);
     return;
   }
   server_ = pick;
@@ -136,10 +136,6 @@ void ProxyLeg::on_request_end(TimePoint now) {
     timer_ = Timer::kRead;
     deadline_ = now + group().read_timeout;
   }
-}
-
-void ProxyLeg::on_client_upgrade(TimePoint now) {
-  (void)now;
 }
 
 void ProxyLeg::on_written(std::size_t n, TimePoint now) {
@@ -221,14 +217,14 @@ void ProxyLeg::upstream_failed(const char* what, int err, TimePoint now) {
     return;
   }
   if (nothing_back) {
-    fail_exchange(502, now);
+    fail_exchange(502);
   } else {
     // Mid-response: never present a truncated response as complete.
     s_.cut(client_framing_ == http::Framing::kUntilClose);
   }
 }
 
-void ProxyLeg::fail_exchange(int status, TimePoint now) {
+void ProxyLeg::fail_exchange(int status) {
   log_warn("proxy: answering %d for %s %s", status, s_.parser.head().method.c_str(),
            s_.parser.head().target.c_str());
   response_done_ = true;
@@ -237,7 +233,7 @@ void ProxyLeg::fail_exchange(int status, TimePoint now) {
     release(Release::kDiscard);
   }
   s_.handler = Connection::State::Handler::kNone;
-  s_.fail(status, now);
+  s_.fail(status);
 }
 
 void ProxyLeg::release(Release how) {
@@ -309,10 +305,6 @@ void ProxyLeg::on_error(int err, TimePoint now) {
     return;
   }
   upstream_failed("error", err, now);
-}
-
-void ProxyLeg::on_client_written(TimePoint now) {
-  (void)now;
 }
 
 bool ProxyLeg::step(TimePoint now) {
@@ -533,7 +525,7 @@ void ProxyLeg::on_deadline(TimePoint now) {
       if (response_head_sent_) {
         s_.cut(client_framing_ == http::Framing::kUntilClose);
       } else {
-        fail_exchange(504, now);
+        fail_exchange(504);
       }
       break;
   }

@@ -26,8 +26,6 @@ class ProxyLeg {
   void on_request_head(TimePoint now);
   void on_request_body(std::string_view piece, TimePoint now);
   void on_request_end(TimePoint now);
-  void on_client_upgrade(TimePoint now);
-  void on_client_written(TimePoint now);
   void on_client_eof(TimePoint now);
   bool exchange_finished() const { return response_done_; }
   bool wants_client_read() const;  // read the client although no request is being parsed
@@ -53,7 +51,7 @@ class ProxyLeg {
   void connect_next(TimePoint now);
   void send_request_head();
   void upstream_failed(const char* what, int err, TimePoint now);
-  void fail_exchange(int status, TimePoint now);
+  void fail_exchange(int status);
   void release(Release how);
   void on_response_head(TimePoint now);
   void on_response_end(TimePoint now);
