@@ -9,9 +9,9 @@ CTEST_ARGS ?=
 
 DEB_PACKAGES := build-essential cmake pkg-config node-llhttp liburing-dev libboost-fiber-dev \
   libboost-context-dev libcxxopts-dev libtomlplusplus-dev libgtest-dev libcurl4-openssl-dev \
-  wrk curl nginx-light python3 python3-matplotlib util-linux procps iproute2 clang-format git
+  wrk curl nginx-light python3 python3-matplotlib util-linux procps iproute2 clang-format git systemd
 
-.PHONY: all deps build build-asan run test test-unit format format-check bench bench-smoke clean
+.PHONY: all deps build build-asan run test test-unit format format-check bench bench-smoke install clean
 
 all: build
 
@@ -62,6 +62,11 @@ bench: build
 
 bench-smoke: build
 	python3 loadtest/run.py --build $(BUILD) --smoke
+
+# Installs the binary, example configs and a systemd unit under PREFIX (default /usr/local).
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

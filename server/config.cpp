@@ -17,10 +17,6 @@
 
 #include "server/config_load.hpp"
 
-#ifndef GEARBOX_VERSION
-#define GEARBOX_VERSION "0.1.0"
-#endif
-
 namespace gearbox::core {
 namespace {
 
@@ -710,6 +706,7 @@ ConfigResult load(int argc, const char* const* argv) {
   if (flags.count("version") > 0) {
     result.ok = true;
     result.exit_now = true;
+    result.version = true;
     result.output = "gearbox " GEARBOX_VERSION "\n";
     return result;
   }

@@ -25,6 +25,7 @@ struct ConfigResult {
   std::string output;     // --help / --version text, for stdout
   bool check = false;     // --check: validate (main also checks the backend), then exit
   bool help = false;      // --help: main appends the backend list to `output`
+  bool version = false;   // --version: main appends the backends this build has to `output`
   std::string backend_source = "--backend";  // where `backend` was set, to name it in an error
 };
 

@@ -119,6 +119,18 @@ std::string backend_help() {
   return text;
 }
 
+// For --version: the backends this build has, each marked when this host cannot run it.
+std::string backend_versions() {
+  std::string text = "backends:";
+  for (const auto& info : gearbox::core::backend_registry()) {
+    text += " " + std::string(info.name);
+    if (!info.unavailable().empty()) {
+      text += " (unavailable here)";
+    }
+  }
+  return text + "\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -134,6 +146,9 @@ int main(int argc, char** argv) {
     std::string output = loaded.output;
     if (loaded.help) {
       output += backend_help();
+    }
+    if (loaded.version) {
+      output += backend_versions();
     }
     std::fputs(output.c_str(), stdout);
     return loaded.exit_status;
