@@ -7,6 +7,7 @@
 #include "backends/pool/pool_backend.hpp"
 #include "backends/prefork/prefork_backend.hpp"
 #include "backends/thread/thread_backend.hpp"
+#include "backends/uring/uring_backend.hpp"
 #include "server/backend.hpp"
 
 namespace gearbox::core {
@@ -26,6 +27,8 @@ const std::vector<BackendInfo>& backend_registry() {
        &backends::make_thread_backend},
       {"pool", "epoll reactor handing ready connections to a fixed worker thread pool",
        &always_available, &backends::make_pool_backend},
+      {"uring", "one thread, one io_uring, one C++20 coroutine per connection (--workers loops)",
+       &backends::uring_unavailable, &backends::make_uring_backend},
   };
   return kBackends;
 }

@@ -318,6 +318,7 @@ const Key kKeys[] = {
        l.max_spare_label = s.label;
      }},
     {"reuseport", [](Loader& l, const Source& s) { l.config.reuseport = get_bool(s); }},
+    {"sqpoll", [](Loader& l, const Source& s) { l.config.sqpoll = get_bool(s); }},
     {"threads", [](Loader& l, const Source& s) { l.config.threads = get_int(s, 0, 1024); }},
     {"thread_stack",
      [](Loader& l, const Source& s) {
@@ -647,10 +648,11 @@ ConfigResult load(int argc, const char* const* argv) {
       ("version", "print the version and exit")
       ("h,help", "print this help and exit");
   options.add_options("Backends")
-      ("workers", "prefork: most worker processes (default 256)", text(), "N")
+      ("workers", "prefork: most worker processes (default 256); uring: event loops (default 1)", text(), "N")
       ("min-spare", "prefork: fewest idle workers (default 5)", text(), "N")
       ("max-spare", "prefork: most idle workers (default 10)", text(), "N")
       ("reuseport", "prefork: one SO_REUSEPORT listener per worker", cxxopts::value<bool>())
+      ("sqpoll", "uring: a kernel thread polls the submission queue", cxxopts::value<bool>())
       ("threads", "pool/fiber: worker threads (default 0 = one per core)", text(), "N")
       ("thread-stack", "thread: stack size per connection thread (default 256k)", text(), "SIZE")
       ("max-connections", "connections served at once (default 10000)", text(), "N")
@@ -723,7 +725,7 @@ ConfigResult load(int argc, const char* const* argv) {
       continue;
     }
     Source s{"--" + name, true, {}, nullptr};
-    if (name == "reuseport" || name == "access-log") {
+    if (name == "reuseport" || name == "access-log" || name == "sqpoll") {
       s.text = flags[name].as<bool>() ? "true" : "false";
     } else {
       s.text = flags[name].as<std::string>();

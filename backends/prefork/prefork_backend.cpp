@@ -242,7 +242,7 @@ class Master {
  public:
   Master(const core::Config& config, core::Listener& listener, int drain_fd)
       : config_(config), listener_(listener), drain_fd_(drain_fd) {
-    max_workers_ = std::max(config.workers, 1);
+    max_workers_ = config.workers > 0 ? config.workers : 256;
     min_spare_ = std::clamp(config.min_spare, 1, max_workers_);
     max_spare_ = std::max(config.max_spare, min_spare_);
   }

@@ -1,0 +1,216 @@
+// One event loop: the turn (resume what is ready, one submit-and-wait until the earliest
+// deadline, resolve every CQE), the acceptor coroutine, the drain watcher and the drain itself.
+#include "backends/uring/loop.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "backends/common/socket.hpp"
+#include "backends/uring/ring_pump.hpp"
+#include "server/log.hpp"
+
+namespace gearbox::backends::uring {
+namespace {
+
+constexpr unsigned kRingEntries = 1024;
+constexpr std::size_t kSpareBuffersKept = 64;
+
+}  // namespace
+
+// Suspends the acceptor while the loop holds its share of --max-connections: new connections
+// wait in the kernel's listen backlog, as with the other backends.
+struct Loop::CapacityAwait {
+  Loop& loop;
+  bool await_ready() const noexcept { return loop.live_ < loop.cap_ || loop.draining_; }
+  void await_suspend(std::coroutine_handle<> h) noexcept { loop.capacity_waiter_ = h; }
+  void await_resume() const noexcept {}
+};
+
+Loop::Loop(const core::Config& config, core::Upstreams* upstreams, int listen_fd, int drain_fd,
+           int max_connections)
+    : config_(config),
+      listen_fd_(listen_fd),
+      drain_fd_(drain_fd),
+      cap_(static_cast<std::size_t>(std::max(max_connections, 1))) {
+  ctx_.config = &config;
+  ctx_.upstreams = upstreams;
+  if (config.mode == core::Mode::kProxy) {
+    pool_ = std::make_unique<UpstreamPool>(config);
+  }
+}
+
+Loop::~Loop() {
+  for (char* b : spare_buffers_) {
+    delete[] b;
+  }
+}
+
+void Loop::attach(RingPump* p) {
+  p->next_conn = conns_;
+  if (conns_ != nullptr) {
+    conns_->prev = p;
+  }
+  conns_ = p;
+  ++live_;
+}
+
+void Loop::detach(RingPump* p) {
+  if (p->prev != nullptr) {
+    p->prev->next_conn = p->next_conn;
+  } else {
+    conns_ = p->next_conn;
+  }
+  if (p->next_conn != nullptr) {
+    p->next_conn->prev = p->prev;
+  }
+  --live_;
+  if (capacity_waiter_ && live_ < cap_) {
+    ring_.schedule(capacity_waiter_);
+    capacity_waiter_ = {};
+  }
+}
+
+char* Loop::take_spare_buffer() {
+  if (spare_buffers_.empty()) {
+    return new char[kSpareBufferSize];
+  }
+  char* b = spare_buffers_.back();
+  spare_buffers_.pop_back();
+  return b;
+}
+
+void Loop::give_spare_buffer(char* b) {
+  if (spare_buffers_.size() < kSpareBuffersKept) {
+    spare_buffers_.push_back(b);
+  } else {
+    delete[] b;
+  }
+}
+
+Detached Loop::accept_loop() {
+  bool warned = false;  // one warning per streak of failures
+  while (!draining_) {
+    if (live_ >= cap_) {
+      co_await CapacityAwait{*this};
+      continue;
+    }
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    const int lfd = listen_fd_;
+    int fd = co_await SqeAwaitable(
+        ring_,
+        [&peer, &len, lfd](io_uring_sqe* sqe) {
+          io_uring_prep_accept(sqe, lfd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
+        },
+        &accept_op_);
+    if (fd >= 0) {
+      warned = false;
+      if (draining_) {
+        ::close(fd);
+        break;
+      }
+      serve_connection(*this, fd, peer);
+      continue;
+    }
+    const int err = -fd;
+    if (accept_should_pause(err)) {
+      // Out of descriptors or memory: the connection stays in the backlog; accepting again at
+      // once would spin on the same error (nginx's accept back-off).
+      if (!warned) {
+        core::log_warn("uring backend: accept: %s; pausing accepts", std::strerror(err));
+        warned = true;
+      }
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(kAcceptPause).count();
+      __kernel_timespec ts{ns / 1'000'000'000, ns % 1'000'000'000};
+      co_await SqeAwaitable(
+          ring_, [&ts](io_uring_sqe* sqe) { io_uring_prep_timeout(sqe, &ts, 0, 0); },
+          &accept_op_);
+    }
+    // ECANCELED (the drain), ECONNABORTED and the like: look at the state and go on.
+  }
+  ::close(listen_fd_);
+  listen_fd_ = -1;
+  acceptor_done_ = true;
+}
+
+Detached Loop::watch_drain() {
+  const int fd = drain_fd_;
+  co_await SqeAwaitable(ring_,
+                        [fd](io_uring_sqe* sqe) { io_uring_prep_poll_add(sqe, fd, POLLIN); });
+  drain_watch_done_ = true;
+  begin_drain(core::Clock::now());
+}
+
+void Loop::begin_drain(core::TimePoint now) {
+  draining_ = true;
+  ctx_.draining = true;
+  drain_deadline_ = now + config_.drain_timeout;
+  if (accept_op_ != nullptr) {
+    prep_cancel(ring_.sqe(), accept_op_);
+  }
+  if (capacity_waiter_) {
+    ring_.schedule(capacity_waiter_);
+    capacity_waiter_ = {};
+  }
+  for (RingPump* p = conns_; p != nullptr; p = p->next_conn) {
+    p->drain();
+  }
+}
+
+bool Loop::finished() const {
+  return draining_ && live_ == 0 && acceptor_done_ && drain_watch_done_;
+}
+
+int Loop::run(bool log_features) {
+  if (int err = ring_.init(kRingEntries, config_.sqpoll); err != 0) {
+    core::log_error("uring backend: io_uring set-up failed: %s", std::strerror(-err));
+    return 1;
+  }
+  if (log_features) {
+    core::log_info("uring backend: io_uring features in use: %s",
+                   ring_.features().describe().c_str());
+  }
+  // Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per connection.
+  int one = 1;
+  ::setsockopt(listen_fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (pool_) {
+    next_sweep_ = core::Clock::now() + std::chrono::seconds(1);
+  }
+  accept_loop();
+  watch_drain();
+  for (;;) {
+    ring_.run_ready();
+    if (finished()) {
+      break;
+    }
+    core::TimePoint wake = std::min({deadlines_.earliest(), next_sweep_, drain_deadline_});
+    ring_.submit_and_wait(wake);
+    const core::TimePoint now = core::Clock::now();
+    while (DeadlineEntry* e = deadlines_.pop_due(now)) {
+      static_cast<RingPump*>(e)->notify();
+    }
+    if (pool_ && now >= next_sweep_) {
+      pool_->sweep(now);
+      next_sweep_ = now + std::chrono::seconds(1);
+    }
+    if (draining_ && !killed_ && now >= drain_deadline_) {
+      killed_ = true;
+      drain_deadline_ = core::kNever;
+      if (live_ > 0) {
+        core::log_warn("uring backend: drain timeout, closing %zu connections", live_);
+      }
+      for (RingPump* p = conns_; p != nullptr; p = p->next_conn) {
+        p->kill();
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace gearbox::backends::uring

@@ -1,0 +1,85 @@
+// One event loop of the uring backend: a thread, a ring, a listener, the connections it
+// accepted (one coroutine each), their deadlines, and its own pool of idle upstream
+// connections. Loops share nothing but the configuration and the proxy's balancer.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <coroutine>
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "backends/common/upstream_pool.hpp"
+#include "backends/uring/deadline_heap.hpp"
+#include "backends/uring/ring.hpp"
+#include "backends/uring/task.hpp"
+#include "server/config.hpp"
+#include "server/connection.hpp"
+
+namespace gearbox::backends::uring {
+
+class RingPump;
+
+class Loop {
+ public:
+  // `listen_fd` is owned by the loop from run() on (closed when it stops accepting).
+  // `upstreams` may be null (echo mode). `max_connections`: this loop's share of the cap.
+  Loop(const core::Config& config, core::Upstreams* upstreams, int listen_fd, int drain_fd,
+       int max_connections);
+  ~Loop();
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  // Sets up the ring (on the calling thread: the ring is single-issuer), serves until drained,
+  // returns the exit status. `log_features`: write the start-up line naming what is in use.
+  int run(bool log_features);
+
+  // --- For the connections' pumps -------------------------------------------------------------
+  Ring& ring() { return ring_; }
+  core::Context& context() { return ctx_; }
+  UpstreamPool* pool() { return pool_.get(); }
+  DeadlineHeap& deadlines() { return deadlines_; }
+  bool draining() const { return draining_; }
+  void attach(RingPump* p);
+  void detach(RingPump* p);  // the connection is gone (every CQE reaped): a slot is free
+
+  // Receive buffers for when the provided-buffer ring is missing or empty (ENOBUFS).
+  static constexpr std::size_t kSpareBufferSize = 16 * 1024;
+  char* take_spare_buffer();
+  void give_spare_buffer(char* b);
+
+  std::size_t live() const { return live_; }
+
+ private:
+  struct CapacityAwait;
+  Detached accept_loop();
+  Detached watch_drain();
+  void begin_drain(core::TimePoint now);
+  bool finished() const;
+
+  const core::Config& config_;
+  int listen_fd_;
+  int drain_fd_;
+  std::size_t cap_;
+  Ring ring_;
+  core::Context ctx_;
+  std::unique_ptr<UpstreamPool> pool_;
+  DeadlineHeap deadlines_;
+
+  RingPump* conns_ = nullptr;  // intrusive list of live connections (for drain)
+  std::size_t live_ = 0;
+  std::coroutine_handle<> capacity_waiter_;
+  Resolver* accept_op_ = nullptr;  // the accept (or accept back-off) in flight
+
+  bool draining_ = false;
+  bool killed_ = false;
+  bool acceptor_done_ = false;
+  bool drain_watch_done_ = false;
+  core::TimePoint drain_deadline_ = core::kNever;
+  core::TimePoint next_sweep_ = core::kNever;
+  std::vector<char*> spare_buffers_;
+};
+
+}  // namespace gearbox::backends::uring

@@ -1,0 +1,83 @@
+// One io_uring and what its owner needs around it: set-up with the best flags this kernel takes
+// (and a record of which), SQEs on demand, one submit-and-wait per loop turn that resolves every
+// ready CQE, the queue of coroutines to resume, and a ring of provided receive buffers.
+#pragma once
+
+#include <liburing.h>
+
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backends/uring/task.hpp"
+#include "server/connection.hpp"
+
+namespace gearbox::backends::uring {
+
+// What the ring was set up with. Each feature is detected at start-up and has a fallback.
+struct RingFeatures {
+  bool defer_taskrun = false;   // IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN
+  bool coop_taskrun = false;    // IORING_SETUP_COOP_TASKRUN (when DEFER_TASKRUN is refused)
+  bool sqpoll = false;          // IORING_SETUP_SQPOLL (asked for with --sqpoll)
+  bool registered_fd = false;   // io_uring_register_ring_fd: io_uring_enter without fdget
+  bool ext_arg = false;         // IORING_FEAT_EXT_ARG: the wait's timeout needs no SQE
+  bool buf_ring = false;        // io_uring_register_buf_ring: receive buffers chosen at completion
+  bool multishot_accept = false;
+  bool multishot_recv = false;  // with the buffer ring
+  std::string describe() const;  // "defer_taskrun buf_ring ..." for the start-up log line
+};
+
+class Ring final : public Scheduler {
+ public:
+  // Receive buffers of the provided-buffer ring (group kBufferGroup).
+  static constexpr unsigned kBufferCount = 1024;  // power of two
+  static constexpr unsigned kBufferSize = 4096;
+  static constexpr unsigned short kBufferGroup = 0;
+
+  Ring() = default;
+  ~Ring();
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+
+  // Sets the ring up, trying the best flags first. 0 or a negative errno (nothing usable).
+  int init(unsigned entries, bool sqpoll);
+  const RingFeatures& features() const { return features_; }
+
+  io_uring_sqe* sqe() override;
+  void schedule(std::coroutine_handle<> h) override { ready_.push_back(h); }
+
+  // Resumes queued coroutines (and those they queue) until none is left.
+  void run_ready();
+  bool has_ready() const { return !ready_.empty(); }
+
+  // One loop turn's I/O: submits the SQEs prepared so far and waits until a CQE is ready or
+  // `deadline` passed, then resolves every ready CQE (their resolvers queue coroutines).
+  void submit_and_wait(core::TimePoint deadline);
+
+  // The provided-buffer ring. After a CQE with IORING_CQE_F_BUFFER, the buffer's id is
+  // flags >> IORING_CQE_BUFFER_SHIFT; the receiver owns it until give_back().
+  bool has_buffers() const { return buf_ring_ != nullptr; }
+  char* buffer(unsigned id) { return buffers_ + static_cast<std::size_t>(id) * kBufferSize; }
+  void give_back(unsigned id);
+
+ private:
+  void setup_buffer_ring();
+  void probe_multishot();
+  void resolve_ready();
+
+  io_uring ring_{};
+  bool live_ = false;
+  RingFeatures features_;
+  std::vector<std::coroutine_handle<>> ready_;
+  std::vector<std::coroutine_handle<>> running_;
+  io_uring_buf_ring* buf_ring_ = nullptr;
+  char* buffers_ = nullptr;
+};
+
+// Why io_uring cannot be used here ("" when it can): set-up refused (ENOSYS, EPERM from
+// kernel.io_uring_disabled or a seccomp filter) or a NOP that does not complete.
+std::string io_uring_unavailable();
+
+}  // namespace gearbox::backends::uring

@@ -1,0 +1,387 @@
+// The ring pump of one connection (see ring_pump.hpp) and the coroutine that runs it.
+#include "backends/uring/ring_pump.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+#include "backends/common/socket.hpp"
+#include "backends/uring/loop.hpp"
+
+namespace gearbox::backends::uring {
+
+RingPump::RingPump(Loop& loop, int client_fd) : loop_(loop), fd_(client_fd) {
+  for (int i = 0; i < kSlots; ++i) {
+    ops_[i].pump = this;
+    ops_[i].slot = static_cast<Slot>(i);
+  }
+  // Accepted while the loop began draining: this one drains too.
+  drain_pending_ = loop.draining();
+  loop_.attach(this);
+}
+
+RingPump::~RingPump() {
+  assert(!busy());
+  loop_.deadlines().remove(this);
+  loop_.detach(this);
+}
+
+void RingPump::notify() {
+  pending_ = true;
+  if (waiter_) {
+    std::coroutine_handle<> h = waiter_;
+    waiter_ = {};
+    loop_.ring().schedule(h);
+  }
+}
+
+bool RingPump::busy() const {
+  for (const Op& op : ops_) {
+    if (op.in_flight) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void RingPump::completed(Op& op, int res, unsigned flags) {
+  if ((flags & IORING_CQE_F_MORE) == 0) {
+    op.in_flight = false;
+  }
+  op.cancelled = op.cancelled && op.in_flight;
+  if (op.slot == kClientRead) {
+    // Received bytes are the pump's until the core takes them (they may wait a while: the core
+    // wants no read while it writes a response).
+    if ((flags & IORING_CQE_F_BUFFER) != 0) {
+      input_buffer_id_ = static_cast<int>(flags >> IORING_CQE_BUFFER_SHIFT);
+      input_ = loop_.ring().buffer(static_cast<unsigned>(input_buffer_id_));
+    } else if (spare_ != nullptr) {
+      input_buffer_id_ = -1;
+      input_ = spare_;
+      spare_ = nullptr;
+    }
+    if (res > 0) {
+      input_begin_ = 0;
+      input_end_ = static_cast<std::size_t>(res);
+    } else {
+      drop_input();
+      if (res == 0) {
+        client_eof_ = true;
+      } else if (res == -ENOBUFS) {
+        no_buffers_ = true;  // every ring buffer is held: this one receive uses a spare
+      } else if (res != -ECANCELED) {
+        client_err_ = -res;
+      }
+    }
+  } else {
+    op.has_result = true;
+    op.res = res;
+  }
+  notify();
+}
+
+void RingPump::drop_input() {
+  if (input_ != nullptr) {
+    if (input_buffer_id_ >= 0) {
+      loop_.ring().give_back(static_cast<unsigned>(input_buffer_id_));
+    } else {
+      loop_.give_spare_buffer(input_);
+    }
+  }
+  input_ = nullptr;
+  input_begin_ = input_end_ = 0;
+  input_buffer_id_ = -1;
+}
+
+bool RingPump::apply(core::Connection& c) {
+  const core::TimePoint now = core::Clock::now();
+  core::Wants w = c.wants();
+  while (!w.done && !killed_ && step(c, w, now)) {
+  }
+  if (w.done || killed_) {
+    loop_.deadlines().remove(this);
+    return true;
+  }
+  submit(w);
+  loop_.deadlines().set(this, w.deadline);
+  return false;
+}
+
+// Reports one event (true, `w` asked again) or finds nothing to report (false). Completions of
+// operations the core no longer wants are dropped: it withdrew them (an abort cleared its
+// output, a release gave the upstream socket up), except received bytes, which wait.
+bool RingPump::step(core::Connection& c, core::Wants& w, core::TimePoint now) {
+  auto refresh = [&] {
+    w = c.wants();
+    return true;
+  };
+  if (w.client_shutdown_write && !shut_) {
+    ::shutdown(fd_, SHUT_WR);
+    shut_ = true;
+  }
+  if (client_err_ != 0) {
+    int err = client_err_;
+    client_err_ = 0;
+    c.on_client_error(err, now);
+    return refresh();
+  }
+  if (w.release_upstream != core::Release::kNone) {
+    if (release_upstream(c, w, now)) {
+      return refresh();
+    }
+  } else if (w.upstream_connect != nullptr) {
+    Op& op = ops_[kConnect];
+    if (op.has_result) {
+      op.has_result = false;
+      if (op.res == 0) {
+        upstream_connected_ = true;
+        c.on_upstream_connected(false, now);
+      } else {
+        ::close(ufd_);
+        ufd_ = -1;
+        uep_ = nullptr;
+        c.on_upstream_connect_failed(-op.res, now);
+      }
+      return refresh();
+    }
+    if (ufd_ < 0 && start_connect(c, w, now)) {
+      return refresh();
+    }
+  }
+  if (Op& op = ops_[kClientWrite]; op.has_result) {
+    op.has_result = false;
+    if (!w.client_write.empty() && op.res != -ECANCELED) {
+      if (op.res >= 0) {
+        c.on_client_written(static_cast<std::size_t>(op.res), now);
+      } else {
+        c.on_client_error(-op.res, now);
+      }
+      return refresh();
+    }
+  }
+  if (Op& op = ops_[kUpstreamWrite]; op.has_result) {
+    op.has_result = false;
+    if (!w.upstream_write.empty() && op.res != -ECANCELED) {
+      if (op.res >= 0) {
+        c.on_upstream_written(static_cast<std::size_t>(op.res), now);
+      } else {
+        c.on_upstream_error(-op.res, now);
+      }
+      return refresh();
+    }
+  }
+  if (!w.client_read.empty()) {
+    if (input_begin_ < input_end_) {
+      const std::size_t n = std::min(w.client_read.size(), input_end_ - input_begin_);
+      std::memcpy(w.client_read.data(), input_ + input_begin_, n);
+      input_begin_ += n;
+      if (input_begin_ == input_end_) {
+        drop_input();
+      }
+      c.on_client_read(n, now);
+      return refresh();
+    }
+    if (client_eof_) {
+      client_eof_ = false;
+      c.on_client_read(0, now);
+      return refresh();
+    }
+  }
+  if (Op& op = ops_[kUpstreamRead]; op.has_result && !w.upstream_read.empty()) {
+    op.has_result = false;
+    if (op.res >= 0) {
+      c.on_upstream_read(static_cast<std::size_t>(op.res), now);
+    } else if (op.res != -ECANCELED) {
+      c.on_upstream_error(-op.res, now);
+    }
+    return refresh();
+  }
+  if (drain_pending_) {
+    drain_pending_ = false;
+    c.on_drain(now);
+    return refresh();
+  }
+  if (w.deadline <= now) {
+    c.on_deadline(now);
+    return refresh();
+  }
+  return false;
+}
+
+// The core lets its upstream socket go: once nothing is in flight on it (cancelled first if
+// need be), it goes back to the loop's pool or is closed, and the core hears of it.
+bool RingPump::release_upstream(core::Connection& c, core::Wants& w, core::TimePoint now) {
+  bool in_flight = false;
+  for (Slot s : {kConnect, kUpstreamRead, kUpstreamWrite}) {
+    Op& op = ops_[s];
+    if (op.in_flight) {
+      in_flight = true;
+      upstream_spoiled_ = true;
+      cancel(op);
+    }
+  }
+  if (in_flight) {
+    return false;  // the cancelled operations complete first
+  }
+  for (Slot s : {kConnect, kUpstreamRead, kUpstreamWrite}) {
+    ops_[s].has_result = false;
+  }
+  if (ufd_ >= 0) {
+    UpstreamPool* pool = loop_.pool();
+    if (w.release_upstream == core::Release::kReuse && pool != nullptr && upstream_connected_ &&
+        !upstream_spoiled_) {
+      pool->put(*uep_, ufd_, now);
+    } else {
+      ::close(ufd_);
+    }
+  }
+  ufd_ = -1;
+  uep_ = nullptr;
+  upstream_connected_ = false;
+  upstream_spoiled_ = false;
+  c.on_upstream_released(now);
+  return true;
+}
+
+// A pooled connection when one may serve (reported at once), else a new socket whose connect
+// goes on the ring (reported on completion). True when an event was reported.
+bool RingPump::start_connect(core::Connection& c, const core::Wants& w, core::TimePoint now) {
+  const core::Endpoint& ep = *w.upstream_connect;
+  UpstreamPool* pool = loop_.pool();
+  if (w.upstream_may_reuse && pool != nullptr) {
+    int fd = pool->take(ep, now);
+    if (fd >= 0) {
+      ufd_ = fd;
+      uep_ = &ep;
+      upstream_connected_ = true;
+      c.on_upstream_connected(true, now);
+      return true;
+    }
+  }
+  int fd = ::socket(ep.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    c.on_upstream_connect_failed(errno, now);
+    return true;
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ufd_ = fd;
+  uep_ = &ep;
+  Op& op = ops_[kConnect];
+  io_uring_sqe* sqe = loop_.ring().sqe();
+  io_uring_prep_connect(sqe, fd, reinterpret_cast<const sockaddr*>(&ep.addr), ep.len);
+  io_uring_sqe_set_data(sqe, static_cast<Resolver*>(&op));
+  op.in_flight = true;
+  return false;
+}
+
+void RingPump::submit_send(Op& op, int fd, msghdr& msg, std::span<const iovec> iov) {
+  io_uring_sqe* sqe = loop_.ring().sqe();
+  // MSG_NOSIGNAL: a reset peer gives EPIPE, never SIGPIPE.
+  if (iov.size() == 1) {
+    io_uring_prep_send(sqe, fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+  } else {
+    msg = msghdr{};
+    msg.msg_iov = const_cast<iovec*>(iov.data());
+    msg.msg_iovlen = std::min<std::size_t>(iov.size(), IOV_MAX);
+    io_uring_prep_sendmsg(sqe, fd, &msg, MSG_NOSIGNAL);
+  }
+  io_uring_sqe_set_data(sqe, static_cast<Resolver*>(&op));
+  op.in_flight = true;
+}
+
+void RingPump::submit(const core::Wants& w) {
+  Ring& ring = loop_.ring();
+  if (Op& op = ops_[kClientRead]; !w.client_read.empty() && !op.in_flight &&
+                                  input_begin_ == input_end_ && !client_eof_ && client_err_ == 0) {
+    io_uring_sqe* sqe = ring.sqe();
+    if (ring.has_buffers() && !no_buffers_) {
+      // The kernel picks the buffer when bytes arrive: a connection waiting for its next
+      // request pins none.
+      io_uring_prep_recv(sqe, fd_, nullptr, Ring::kBufferSize, 0);
+      sqe->flags |= IOSQE_BUFFER_SELECT;
+      sqe->buf_group = Ring::kBufferGroup;
+    } else {
+      no_buffers_ = false;
+      spare_ = loop_.take_spare_buffer();
+      io_uring_prep_recv(sqe, fd_, spare_, Loop::kSpareBufferSize, 0);
+    }
+    io_uring_sqe_set_data(sqe, static_cast<Resolver*>(&op));
+    op.in_flight = true;
+  }
+  if (Op& op = ops_[kClientWrite]; !w.client_write.empty() && !op.in_flight && !op.has_result) {
+    submit_send(op, fd_, client_msg_, w.client_write);
+  }
+  if (ufd_ >= 0 && upstream_connected_ && w.release_upstream == core::Release::kNone) {
+    if (Op& op = ops_[kUpstreamWrite];
+        !w.upstream_write.empty() && !op.in_flight && !op.has_result) {
+      submit_send(op, ufd_, upstream_msg_, w.upstream_write);
+    }
+    if (Op& op = ops_[kUpstreamRead]; !w.upstream_read.empty() && !op.in_flight && !op.has_result) {
+      io_uring_sqe* sqe = ring.sqe();
+      io_uring_prep_recv(sqe, ufd_, w.upstream_read.data(), w.upstream_read.size(), 0);
+      io_uring_sqe_set_data(sqe, static_cast<Resolver*>(&op));
+      op.in_flight = true;
+    }
+  }
+}
+
+void RingPump::cancel(Op& op) {
+  if (!op.in_flight || op.cancelled) {
+    return;
+  }
+  op.cancelled = true;
+  prep_cancel(loop_.ring().sqe(), &op);
+}
+
+void RingPump::cancel_all() {
+  for (Op& op : ops_) {
+    cancel(op);
+  }
+}
+
+bool RingPump::finish_and_abort_wanted() {
+  assert(!busy());
+  drop_input();
+  if (spare_ != nullptr) {
+    loop_.give_spare_buffer(spare_);
+    spare_ = nullptr;
+  }
+  if (ufd_ >= 0) {
+    ::close(ufd_);
+    ufd_ = -1;
+  }
+  return killed_;
+}
+
+Detached serve_connection(Loop& loop, int fd, sockaddr_storage peer) {
+  RingPump pump(loop, fd);
+  bool abort = false;
+  {
+    core::Connection conn(loop.context(), core::Peer{address_text(peer), &peer},
+                          core::Clock::now());
+    while (!pump.apply(conn)) {
+      co_await pump.next();
+    }
+    abort = conn.wants().close_mode == core::CloseMode::kAbort;
+    // Nothing the kernel still writes into, or reads from, may be freed before its CQE.
+    pump.cancel_all();
+    while (pump.busy()) {
+      co_await pump.next();
+    }
+    abort = pump.finish_and_abort_wanted() || abort;
+  }
+  if (abort) {
+    linger lg{1, 0};  // reset instead of FIN (core::CloseMode::kAbort)
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  }
+  co_await SqeAwaitable(loop.ring(), [fd](io_uring_sqe* sqe) { io_uring_prep_close(sqe, fd); });
+}
+
+}  // namespace gearbox::backends::uring

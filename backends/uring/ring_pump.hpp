@@ -1,0 +1,128 @@
+// The ring pump: drives one core::Connection (and its upstream socket) on the loop's ring. After
+// every batch of completions it reports what the core can take as events, submits an SQE for
+// each wanted slot not yet in flight (one bit per slot), and files the core's deadline with the
+// loop. On close it cancels whatever is in flight and reaps every CQE before the connection's
+// frame and buffers are freed (STYLE.md 8: an operation owns its buffer until its completion).
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+
+#include "backends/uring/deadline_heap.hpp"
+#include "backends/uring/task.hpp"
+#include "server/connection.hpp"
+
+namespace gearbox::backends::uring {
+
+class Loop;
+
+class RingPump final : public DeadlineEntry {
+ public:
+  RingPump(Loop& loop, int client_fd);
+  ~RingPump();  // detaches from the loop; nothing may be in flight any more
+  RingPump(const RingPump&) = delete;
+  RingPump& operator=(const RingPump&) = delete;
+
+  // Reports every completion the core can take now as its event (asking for the wants again
+  // after each), does the non-ring work the core asks for (shutdown, upstream release), submits
+  // an SQE per wanted slot not in flight and files the deadline. True once the core is done (or
+  // the loop gave up on it): then call cancel_all() and wait until !busy().
+  bool apply(core::Connection& c);
+
+  // Suspends until a completion, a deadline or the drain concerns this connection.
+  auto next() {
+    struct Await {
+      RingPump& p;
+      bool await_ready() const noexcept { return p.pending_; }
+      void await_suspend(std::coroutine_handle<> h) noexcept { p.waiter_ = h; }
+      void await_resume() const noexcept { p.pending_ = false; }
+    };
+    return Await{*this};
+  }
+
+  // Closing: asks the kernel to cancel every operation in flight (each still completes).
+  void cancel_all();
+  bool busy() const;  // some operation has not completed yet
+  // After !busy(): gives back receive buffers, closes the upstream socket if one is left, and
+  // says how the client socket is to be closed.
+  bool finish_and_abort_wanted();
+  int client_fd() const { return fd_; }
+
+  // --- For the loop ---------------------------------------------------------------------------
+  void notify();  // something happened: resume the coroutine (once) after this turn's CQEs
+  void drain() {
+    drain_pending_ = true;
+    notify();
+  }
+  void kill() {
+    killed_ = true;
+    notify();
+  }
+  RingPump* prev = nullptr;
+  RingPump* next_conn = nullptr;
+
+ private:
+  enum Slot : std::uint8_t {
+    kClientRead,
+    kClientWrite,
+    kConnect,
+    kUpstreamRead,
+    kUpstreamWrite,
+    kSlots
+  };
+  struct Op final : Resolver {
+    RingPump* pump = nullptr;
+    Slot slot = kClientRead;
+    bool in_flight = false;
+    bool has_result = false;  // completed, not yet reported to the core
+    bool cancelled = false;   // a cancel was asked for the operation in flight
+    int res = 0;
+    void resolve(int r, unsigned flags) override { pump->completed(*this, r, flags); }
+  };
+
+  void completed(Op& op, int res, unsigned flags);
+  bool step(core::Connection& c, core::Wants& w, core::TimePoint now);
+  bool release_upstream(core::Connection& c, core::Wants& w, core::TimePoint now);
+  bool start_connect(core::Connection& c, const core::Wants& w, core::TimePoint now);
+  void submit(const core::Wants& w);
+  void submit_send(Op& op, int fd, msghdr& msg, std::span<const iovec> iov);
+  void cancel(Op& op);
+  void drop_input();
+
+  Loop& loop_;
+  const int fd_;
+  Op ops_[kSlots];
+  std::coroutine_handle<> waiter_;
+  bool pending_ = false;
+  bool drain_pending_ = false;
+  bool killed_ = false;
+  bool shut_ = false;
+
+  // Received client bytes the core has not taken yet (they wait for it to want a read).
+  char* input_ = nullptr;
+  std::size_t input_begin_ = 0;
+  std::size_t input_end_ = 0;
+  int input_buffer_id_ = -1;  // from the provided-buffer ring; -1: a spare buffer
+  char* spare_ = nullptr;     // spare buffer lent to the receive in flight
+  bool no_buffers_ = false;   // the ring was empty: the next receive uses a spare buffer
+  bool client_eof_ = false;   // EOF received, not yet reported
+  int client_err_ = 0;        // receive error, not yet reported
+
+  msghdr client_msg_{};
+  msghdr upstream_msg_{};
+
+  int ufd_ = -1;
+  const core::Endpoint* uep_ = nullptr;
+  bool upstream_connected_ = false;
+  bool upstream_spoiled_ = false;  // an operation on it was cancelled: never pooled
+};
+
+// The coroutine of one accepted client connection: runs its core::Connection with a RingPump
+// until done, then cancels and reaps what is in flight and closes the socket.
+Detached serve_connection(Loop& loop, int fd, sockaddr_storage peer);
+
+}  // namespace gearbox::backends::uring

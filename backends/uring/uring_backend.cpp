@@ -1,0 +1,88 @@
+// The `uring` backend: the loops (backends/uring/loop.hpp), one per worker thread, each with a
+// listener of its own on the same address (SO_REUSEPORT); the balancer and the active health
+// checker are shared by them.
+#include "backends/uring/uring_backend.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <thread>
+#include <vector>
+
+#include "backends/common/health_check.hpp"
+#include "backends/common/socket.hpp"
+#include "backends/uring/loop.hpp"
+#include "backends/uring/ring.hpp"
+#include "server/balancer.hpp"
+#include "server/log.hpp"
+
+namespace gearbox::backends {
+
+std::string uring_unavailable() {
+  return uring::io_uring_unavailable();
+}
+
+int UringBackend::run(const core::Config& config, core::Listener& listener, int drain_fd) {
+  const int workers = config.workers > 0 ? config.workers : 1;
+  std::unique_ptr<core::Upstreams> upstreams;
+  std::unique_ptr<HealthChecker> health;
+  if (config.mode == core::Mode::kProxy) {
+    try {
+      upstreams = std::make_unique<core::Upstreams>(config);
+    } catch (const std::exception& e) {
+      core::log_error("uring backend: %s", e.what());
+      return 1;
+    }
+    health = std::make_unique<HealthChecker>(*upstreams);
+    health->start();
+  }
+
+  // One listener per loop: the kernel spreads new connections over them (SO_REUSEPORT). When a
+  // second socket cannot join the address, the loops share duplicates of the first.
+  std::vector<int> fds{listener.fd};
+  listener.fd = -1;  // the first loop owns it now
+  if (workers > 1) {
+    int one = 1;
+    ::setsockopt(fds[0], SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    for (int i = 1; i < workers; ++i) {
+      std::string error;
+      std::optional<core::Listener> extra =
+          open_listener(listener.address, config.backlog, true, &error);
+      if (extra) {
+        fds.push_back(extra->fd);
+      } else {
+        core::log_warn("uring backend: worker %d shares the first listener: %s", i,
+                       error.c_str());
+        fds.push_back(::dup(fds[0]));
+      }
+    }
+  }
+  const int share = std::max(1, config.max_connections / workers);
+  std::vector<int> status(static_cast<std::size_t>(workers), 0);
+  auto serve = [&](int i) {
+    uring::Loop loop(config, upstreams.get(), fds[static_cast<std::size_t>(i)], drain_fd, share);
+    status[static_cast<std::size_t>(i)] = loop.run(i == 0);
+  };
+  std::vector<std::thread> threads;
+  for (int i = 1; i < workers; ++i) {
+    threads.emplace_back(serve, i);
+  }
+  serve(0);
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  if (health) {
+    health->stop();
+  }
+  return *std::max_element(status.begin(), status.end());
+}
+
+std::unique_ptr<core::Backend> make_uring_backend() {
+  return std::make_unique<UringBackend>();
+}
+
+}  // namespace gearbox::backends
