@@ -67,11 +67,11 @@ struct Config {
   Mode mode = Mode::kEcho;
   std::string listen = "127.0.0.1:8080";
   int backlog = 511;
-  int workers = 0;  // prefork: most worker processes (0 = 256); uring: event loops (0 = 1)
-  int min_spare = 5;                      // prefork
-  int max_spare = 10;                     // prefork
-  bool reuseport = false;                 // prefork: a listener per worker
-  int threads = 0;                        // pool/fiber: worker threads; 0 = chosen from the machine
+  int workers = 0;         // prefork: most worker processes (0 = 256); uring: event loops (0 = 1)
+  int min_spare = 5;       // prefork
+  int max_spare = 10;      // prefork
+  bool reuseport = false;  // prefork: a listener per worker
+  int threads = 0;         // pool/fiber: worker threads; 0 = chosen from the machine
   std::size_t thread_stack = 256 * 1024;  // thread: per-connection stack size
   int max_connections = 10'000;
   bool sqpoll = false;  // uring: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL)

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 
@@ -129,8 +130,7 @@ Detached Loop::accept_loop() {
       const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(kAcceptPause).count();
       __kernel_timespec ts{ns / 1'000'000'000, ns % 1'000'000'000};
       co_await SqeAwaitable(
-          ring_, [&ts](io_uring_sqe* sqe) { io_uring_prep_timeout(sqe, &ts, 0, 0); },
-          &accept_op_);
+          ring_, [&ts](io_uring_sqe* sqe) { io_uring_prep_timeout(sqe, &ts, 0, 0); }, &accept_op_);
     }
     // ECANCELED (the drain), ECONNABORTED and the like: look at the state and go on.
   }
@@ -152,7 +152,7 @@ void Loop::begin_drain(core::TimePoint now) {
   ctx_.draining = true;
   drain_deadline_ = now + config_.drain_timeout;
   if (accept_op_ != nullptr) {
-    prep_cancel(ring_.sqe(), accept_op_);
+    prep_cancel(ring_, accept_op_);
   }
   if (capacity_waiter_) {
     ring_.schedule(capacity_waiter_);
@@ -210,6 +210,8 @@ int Loop::run(bool log_features) {
       }
     }
   }
+  // Every connection was freed after its last CQE; nothing may be left for the ring's exit.
+  assert(ring_.outstanding() == 0);
   return 0;
 }
 

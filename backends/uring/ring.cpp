@@ -236,7 +236,20 @@ void Ring::probe_multishot() {
   ::close(lfd);
 }
 
-io_uring_sqe* Ring::sqe() {
+io_uring_sqe* Ring::sqe_for(Resolver* r) {
+  io_uring_sqe* sqe = free_sqe();
+  io_uring_sqe_set_data(sqe, r);
+  ++outstanding_;
+  return sqe;
+}
+
+io_uring_sqe* Ring::sqe_ignored() {
+  io_uring_sqe* sqe = free_sqe();
+  io_uring_sqe_set_data64(sqe, kIgnoredUserData);
+  return sqe;
+}
+
+io_uring_sqe* Ring::free_sqe() {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   while (sqe == nullptr) {
     // SQ full within one turn (thousands of connections woke at once): hand these over now.
@@ -295,6 +308,9 @@ void Ring::resolve_ready() {
     for (unsigned i = 0; i < n; ++i) {
       if (done[i].data == kIgnoredUserData || done[i].data == LIBURING_UDATA_TIMEOUT) {
         continue;
+      }
+      if ((done[i].flags & IORING_CQE_F_MORE) == 0) {
+        --outstanding_;
       }
       reinterpret_cast<Resolver*>(done[i].data)->resolve(done[i].res, done[i].flags);
     }

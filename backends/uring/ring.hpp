@@ -18,14 +18,14 @@ namespace gearbox::backends::uring {
 
 // What the ring was set up with. Each feature is detected at start-up and has a fallback.
 struct RingFeatures {
-  bool defer_taskrun = false;   // IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN
-  bool coop_taskrun = false;    // IORING_SETUP_COOP_TASKRUN (when DEFER_TASKRUN is refused)
-  bool sqpoll = false;          // IORING_SETUP_SQPOLL (asked for with --sqpoll)
-  bool registered_fd = false;   // io_uring_register_ring_fd: io_uring_enter without fdget
-  bool ext_arg = false;         // IORING_FEAT_EXT_ARG: the wait's timeout needs no SQE
-  bool buf_ring = false;        // io_uring_register_buf_ring: receive buffers chosen at completion
+  bool defer_taskrun = false;  // IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN
+  bool coop_taskrun = false;   // IORING_SETUP_COOP_TASKRUN (when DEFER_TASKRUN is refused)
+  bool sqpoll = false;         // IORING_SETUP_SQPOLL (asked for with --sqpoll)
+  bool registered_fd = false;  // io_uring_register_ring_fd: io_uring_enter without fdget
+  bool ext_arg = false;        // IORING_FEAT_EXT_ARG: the wait's timeout needs no SQE
+  bool buf_ring = false;       // io_uring_register_buf_ring: receive buffers chosen at completion
   bool multishot_accept = false;
-  bool multishot_recv = false;  // with the buffer ring
+  bool multishot_recv = false;   // with the buffer ring
   std::string describe() const;  // "defer_taskrun buf_ring ..." for the start-up log line
 };
 
@@ -45,7 +45,10 @@ class Ring final : public Scheduler {
   int init(unsigned entries, bool sqpoll);
   const RingFeatures& features() const { return features_; }
 
-  io_uring_sqe* sqe() override;
+  io_uring_sqe* sqe_for(Resolver* r) override;
+  io_uring_sqe* sqe_ignored() override;
+  // Operations whose last CQE has not been resolved yet (0 when the loop may stop).
+  std::size_t outstanding() const { return outstanding_; }
   void schedule(std::coroutine_handle<> h) override { ready_.push_back(h); }
 
   // Resumes queued coroutines (and those they queue) until none is left.
@@ -66,10 +69,12 @@ class Ring final : public Scheduler {
   void setup_buffer_ring();
   void probe_multishot();
   void resolve_ready();
+  io_uring_sqe* free_sqe();
 
   io_uring ring_{};
   bool live_ = false;
   RingFeatures features_;
+  std::size_t outstanding_ = 0;
   std::vector<std::coroutine_handle<>> ready_;
   std::vector<std::coroutine_handle<>> running_;
   io_uring_buf_ring* buf_ring_ = nullptr;

@@ -274,15 +274,14 @@ bool RingPump::start_connect(core::Connection& c, const core::Wants& w, core::Ti
   ufd_ = fd;
   uep_ = &ep;
   Op& op = ops_[kConnect];
-  io_uring_sqe* sqe = loop_.ring().sqe();
-  io_uring_prep_connect(sqe, fd, reinterpret_cast<const sockaddr*>(&ep.addr), ep.len);
-  io_uring_sqe_set_data(sqe, static_cast<Resolver*>(&op));
+  io_uring_prep_connect(loop_.ring().sqe_for(&op), fd, reinterpret_cast<const sockaddr*>(&ep.addr),
+                        ep.len);
   op.in_flight = true;
   return false;
 }
 
 void RingPump::submit_send(Op& op, int fd, msghdr& msg, std::span<const iovec> iov) {
-  io_uring_sqe* sqe = loop_.ring().sqe();
+  io_uring_sqe* sqe = loop_.ring().sqe_for(&op);
   // MSG_NOSIGNAL: a reset peer gives EPIPE, never SIGPIPE.
   if (iov.size() == 1) {
     io_uring_prep_send(sqe, fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
@@ -292,7 +291,6 @@ void RingPump::submit_send(Op& op, int fd, msghdr& msg, std::span<const iovec> i
     msg.msg_iovlen = std::min<std::size_t>(iov.size(), IOV_MAX);
     io_uring_prep_sendmsg(sqe, fd, &msg, MSG_NOSIGNAL);
   }
-  io_uring_sqe_set_data(sqe, static_cast<Resolver*>(&op));
   op.in_flight = true;
 }
 
@@ -300,7 +298,7 @@ void RingPump::submit(const core::Wants& w) {
   Ring& ring = loop_.ring();
   if (Op& op = ops_[kClientRead]; !w.client_read.empty() && !op.in_flight &&
                                   input_begin_ == input_end_ && !client_eof_ && client_err_ == 0) {
-    io_uring_sqe* sqe = ring.sqe();
+    io_uring_sqe* sqe = ring.sqe_for(&op);
     if (ring.has_buffers() && !no_buffers_) {
       // The kernel picks the buffer when bytes arrive: a connection waiting for its next
       // request pins none.
@@ -312,7 +310,6 @@ void RingPump::submit(const core::Wants& w) {
       spare_ = loop_.take_spare_buffer();
       io_uring_prep_recv(sqe, fd_, spare_, Loop::kSpareBufferSize, 0);
     }
-    io_uring_sqe_set_data(sqe, static_cast<Resolver*>(&op));
     op.in_flight = true;
   }
   if (Op& op = ops_[kClientWrite]; !w.client_write.empty() && !op.in_flight && !op.has_result) {
@@ -324,9 +321,8 @@ void RingPump::submit(const core::Wants& w) {
       submit_send(op, ufd_, upstream_msg_, w.upstream_write);
     }
     if (Op& op = ops_[kUpstreamRead]; !w.upstream_read.empty() && !op.in_flight && !op.has_result) {
-      io_uring_sqe* sqe = ring.sqe();
-      io_uring_prep_recv(sqe, ufd_, w.upstream_read.data(), w.upstream_read.size(), 0);
-      io_uring_sqe_set_data(sqe, static_cast<Resolver*>(&op));
+      io_uring_prep_recv(ring.sqe_for(&op), ufd_, w.upstream_read.data(), w.upstream_read.size(),
+                         0);
       op.in_flight = true;
     }
   }
@@ -337,7 +333,7 @@ void RingPump::cancel(Op& op) {
     return;
   }
   op.cancelled = true;
-  prep_cancel(loop_.ring().sqe(), &op);
+  prep_cancel(loop_.ring(), &op);
 }
 
 void RingPump::cancel_all() {

@@ -42,8 +42,11 @@ struct Detached {
 class Scheduler {
  public:
   virtual void schedule(std::coroutine_handle<> h) = 0;
-  // A free SQE (the ring is submitted to make room when its SQ is full).
-  virtual io_uring_sqe* sqe() = 0;
+  // A free SQE whose CQE(s) go to `r` (the ring is submitted to make room when its SQ is full).
+  // Counted as outstanding until its last CQE (one without IORING_CQE_F_MORE) is resolved.
+  virtual io_uring_sqe* sqe_for(Resolver* r) = 0;
+  // A free SQE whose CQE nobody waits for (cancel requests).
+  virtual io_uring_sqe* sqe_ignored() = 0;
 
  protected:
   ~Scheduler() = default;
@@ -63,9 +66,7 @@ class SqeAwaitable final : public Resolver {
   bool await_ready() const noexcept { return false; }
   void await_suspend(std::coroutine_handle<> h) {
     waiter_ = h;
-    io_uring_sqe* sqe = sched_.sqe();
-    prep_(sqe);
-    io_uring_sqe_set_data(sqe, static_cast<Resolver*>(this));
+    prep_(sched_.sqe_for(this));
     if (token_ != nullptr) {
       *token_ = this;
     }
@@ -91,9 +92,8 @@ class SqeAwaitable final : public Resolver {
 
 // Asks the kernel to cancel the operation whose user_data is `target` (its own CQE is ignored;
 // the target completes with -ECANCELED, or with its result if it finished first).
-inline void prep_cancel(io_uring_sqe* sqe, const Resolver* target) {
-  io_uring_prep_cancel64(sqe, reinterpret_cast<__u64>(target), 0);
-  io_uring_sqe_set_data64(sqe, kIgnoredUserData);
+inline void prep_cancel(Scheduler& sched, const Resolver* target) {
+  io_uring_prep_cancel64(sched.sqe_ignored(), reinterpret_cast<__u64>(target), 0);
 }
 
 }  // namespace gearbox::backends::uring

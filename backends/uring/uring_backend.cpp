@@ -55,8 +55,7 @@ int UringBackend::run(const core::Config& config, core::Listener& listener, int 
       if (extra) {
         fds.push_back(extra->fd);
       } else {
-        core::log_warn("uring backend: worker %d shares the first listener: %s", i,
-                       error.c_str());
+        core::log_warn("uring backend: worker %d shares the first listener: %s", i, error.c_str());
         fds.push_back(::dup(fds[0]));
       }
     }
