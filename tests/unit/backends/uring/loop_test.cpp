@@ -176,8 +176,9 @@ TEST_F(UringLoopTest, ClientResetWithTheSendInFlight) {
   // A 32 MiB echo to a client that reads nothing: the server's send stalls in flight, then its
   // reads stop too (backpressure) and the client's own send stalls.
   const std::size_t body = 32u << 20;
-  std::string request = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " +
-                        std::to_string(body) + "\r\n\r\n" + std::string(body, 'x');
+  std::string request =
+      "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body) + "\r\n\r\n" +
+      std::string(body, 'x');
   std::size_t sent = send_some(fd, request, 1500ms);
   EXPECT_LT(sent, request.size()) << "the server never stalled";
   reset_close(fd);
@@ -189,8 +190,9 @@ TEST_F(UringLoopTest, DrainTimeoutClosesAConnectionWithItsSendInFlight) {
   LoopThread loop({"--max-body", "64m", "--drain-timeout", "200ms"});
   int fd = connect_small_window(loop.port());
   const std::size_t body = 32u << 20;
-  std::string request = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " +
-                        std::to_string(body) + "\r\n\r\n" + std::string(body, 'x');
+  std::string request =
+      "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body) + "\r\n\r\n" +
+      std::string(body, 'x');
   std::size_t sent = send_some(fd, request, 1500ms);
   EXPECT_LT(sent, request.size()) << "the server never stalled";
   EXPECT_TRUE(loop.drain(5s));
