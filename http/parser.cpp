@@ -5,6 +5,7 @@
 
 #include <llhttp.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cstring>
 
@@ -17,6 +18,8 @@ enum class Phase : std::uint8_t { kIdle, kHead, kBody, kUpgrade, kClosed, kDead 
 
 // The non-null pointer handed to llhttp_execute for empty input.
 constexpr char kEmpty[1] = {0};
+// What llhttp is given in place of a trailer section parsed by Engine::parse_trailers.
+constexpr char kEmptyLine[2] = {'\r', '\n'};
 
 // Field values and reason phrases: VCHAR, obs-text, SP, HTAB (RFC 9110 §5.5). Rejects the other
 // controls, among them a bare CR or LF and an obs-fold (RFC 9112 §5.2).
@@ -39,6 +42,15 @@ bool valid_target_text(std::string_view s) {
     }
   }
   return true;
+}
+
+// tchar (RFC 9110 §5.6.2): the characters of a field name.
+bool is_tchar(char c) {
+  auto u = static_cast<unsigned char>(c);
+  if ((u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z')) {
+    return true;
+  }
+  return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
 }
 
 // Content-Length = 1*DIGIT (RFC 9110 §8.6), as a list whose members must all agree
@@ -166,7 +178,13 @@ struct Engine {
   bool paused = false;
   bool line_done = false;
   bool field_open = false;
-  bool in_trailers = false;
+  bool in_trailers = false;  // the last chunk was seen: the trailer section is parsed here
+  // The trailer section (RFC 9112 §7.1.2) is parsed by parse_trailers(), not by llhttp, which
+  // would read Content-Length, Transfer-Encoding and Connection in it as if they were header
+  // fields; trailer fields are never framing (RFC 9110 §6.5.1).
+  enum class Trail : std::uint8_t { kLineStart, kName, kValueStart, kValue, kCr, kEndCr };
+  Trail trail = Trail::kLineStart;
+  std::size_t trailer_bytes = 0;
   std::size_t head_bytes = 0;
   std::size_t head_base = 0;        // head_bytes when the current execute began
   const char* head_mark = nullptr;  // where the current execute began
@@ -204,20 +222,14 @@ struct Engine {
   std::size_t head_pos(const char* end) const {
     return head_base + static_cast<std::size_t>(end - head_mark);
   }
-  // The request/status line and field bytes up to `end` fit in max_header (RFC 9112 §3, §5).
-  int check_head(const char* end) {
-    if (head_pos(end) > limits.max_header) {
-      return fail(as_response(line_done ? Error::kHeaderTooLarge : Error::kUriTooLong));
-    }
-    return 0;
-  }
-
   void begin_message() {
     phase = Phase::kHead;
     line_done = false;
     version_started = false;
     field_open = false;
     in_trailers = false;
+    trail = Trail::kLineStart;
+    trailer_bytes = 0;
     body_total = 0;
     trailers->clear();
     if (request) {
@@ -235,6 +247,9 @@ struct Engine {
 
   ParseStep feed(std::string_view input);
   ParseStep error_step(llhttp_errno_t err);
+  // Parses trailer bytes from `in`; returns how many were used and sets `ended` at the blank
+  // line that closes the section. Errors are recorded with fail().
+  std::size_t parse_trailers(std::string_view in, bool& ended);
 };
 
 namespace {
@@ -251,7 +266,7 @@ int on_method(llhttp_t* p, const char* at, std::size_t n) {
     e.method_start = e.head_pos(at);
   }
   e.req->method.append(at, n);
-  return e.check_head(at + n);
+  return 0;
 }
 
 int on_url(llhttp_t* p, const char* at, std::size_t n) {
@@ -269,7 +284,7 @@ int on_url(llhttp_t* p, const char* at, std::size_t n) {
   }
   e.req->target.append(at, n);
   e.target_end = e.head_pos(at + n);
-  return e.check_head(at + n);
+  return 0;
 }
 
 int on_status(llhttp_t* p, const char* at, std::size_t n) {
@@ -278,7 +293,7 @@ int on_status(llhttp_t* p, const char* at, std::size_t n) {
     return e.fail(Error::kBadGateway);
   }
   e.res->reason.append(at, n);
-  return e.check_head(at + n);
+  return 0;
 }
 
 int on_version(llhttp_t* p, const char* at, std::size_t n) {
@@ -288,7 +303,7 @@ int on_version(llhttp_t* p, const char* at, std::size_t n) {
     return e.fail(Error::kBadRequest);
   }
   e.version_started = true;
-  return e.check_head(at + n);
+  return 0;
 }
 
 int on_version_complete(llhttp_t* p) {
@@ -310,30 +325,30 @@ int on_status_complete(llhttp_t* p) {
 
 int on_header_field(llhttp_t* p, const char* at, std::size_t n) {
   Engine& e = Engine::of(p);
-  Headers& h = e.in_trailers ? *e.trailers : *e.headers;
+  Headers& h = *e.headers;
   if (!e.field_open) {
     e.value_end = nullptr;
     e.pending_ows.clear();
-    if (h.size() >= e.limits.max_headers) {
-      return e.fail(e.as_response(Error::kHeaderTooLarge));
-    }
     h.begin_field();
     e.field_open = true;
   }
   h.append_name({at, n});
-  if (e.in_trailers) {
-    return h.bytes() > e.limits.max_header ? e.fail(e.as_response(Error::kHeaderTooLarge)) : 0;
-  }
-  return e.check_head(at + n);
+  return 0;
 }
 
+// Limits are checked where every way of cutting the input arrives alike: a name is complete
+// here whatever the buffers were, while on_header_field is also called for a partial name at
+// the end of each buffer (a limit checked there would depend on how the bytes arrived).
 int on_header_field_complete(llhttp_t* p) {
   Engine& e = Engine::of(p);
   e.field_open = false;
-  const Headers& h = e.in_trailers ? *e.trailers : *e.headers;
+  const Headers& h = *e.headers;
   if (h.empty() || h[h.size() - 1].name.empty()) {
     // field-name = token, never empty (RFC 9110 §5.1).
     return e.fail(e.bad());
+  }
+  if (h.size() > e.limits.max_headers) {
+    return e.fail(e.as_response(Error::kHeaderTooLarge));
   }
   return 0;
 }
@@ -350,7 +365,7 @@ int on_header_value(llhttp_t* p, const char* at, std::size_t n) {
   }
   e.value_end = at + n;
   e.value_at_edge = false;
-  Headers& h = e.in_trailers ? *e.trailers : *e.headers;
+  Headers& h = *e.headers;
   // RFC 9110 §5.5: trailing whitespace is not part of the value; it may arrive in pieces.
   std::size_t keep = v.find_last_not_of(" \t");
   if (keep == std::string_view::npos) {
@@ -363,10 +378,7 @@ int on_header_value(llhttp_t* p, const char* at, std::size_t n) {
     h.append_value(v.substr(0, keep + 1));
     e.pending_ows.append(v.substr(keep + 1));
   }
-  if (e.in_trailers) {
-    return h.bytes() > e.limits.max_header ? e.fail(e.as_response(Error::kHeaderTooLarge)) : 0;
-  }
-  return e.check_head(at + n);
+  return 0;
 }
 
 int on_headers_complete(llhttp_t* p) {
@@ -399,8 +411,9 @@ int on_chunk_header(llhttp_t* p) {
     return -1;
   }
   if (p->content_length == 0) {
-    e.in_trailers = true;
-    e.field_open = false;
+    e.in_trailers = true;  // feed() parses the trailer section itself from here
+    e.trail = Engine::Trail::kLineStart;
+    e.trailer_bytes = 0;
   }
   e.event = Event::kChunk;
   return HPE_PAUSED;
@@ -570,6 +583,87 @@ ParseStep Engine::error_step(llhttp_errno_t err) {
   return s;
 }
 
+std::size_t Engine::parse_trailers(std::string_view in, bool& ended) {
+  Headers& h = *trailers;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    // One byte at a time, so that every limit and error falls on the same byte however the
+    // input was cut. The section, blank line included, obeys max_header like a head.
+    if (++trailer_bytes > limits.max_header) {
+      fail(as_response(Error::kHeaderTooLarge));
+      return i;
+    }
+    const char c = in[i];
+    switch (trail) {
+      case Trail::kLineStart:
+        if (c == '\r') {
+          trail = Trail::kEndCr;
+        } else if (c == '\n') {
+          ended = true;  // a bare LF ends a line, as llhttp allows in heads (RFC 9112 §2.2)
+          return i + 1;
+        } else if (is_tchar(c)) {
+          h.begin_field();
+          h.append_name({&c, 1});
+          trail = Trail::kName;
+        } else {
+          // Whitespace here is an obs-fold or precedes a name: 400 (RFC 9112 §5.1, §5.2).
+          fail(bad());
+          return i;
+        }
+        break;
+      case Trail::kName:
+        if (is_tchar(c)) {
+          h.append_name({&c, 1});
+        } else if (c == ':') {
+          if (h.size() > limits.max_headers) {
+            fail(as_response(Error::kHeaderTooLarge));
+            return i;
+          }
+          pending_ows.clear();
+          trail = Trail::kValueStart;
+        } else {
+          fail(bad());  // no whitespace between a field name and the colon (RFC 9112 §5.1)
+          return i;
+        }
+        break;
+      case Trail::kValueStart:
+      case Trail::kValue:
+        if (c == '\r') {
+          trail = Trail::kCr;
+        } else if (c == '\n') {
+          trail = Trail::kLineStart;
+        } else if (c == ' ' || c == '\t') {
+          if (trail == Trail::kValue) {
+            pending_ows.push_back(c);  // kept only if more value text follows (RFC 9110 §5.5)
+          }
+        } else if (!valid_field_text({&c, 1})) {
+          fail(bad());
+          return i;
+        } else {
+          if (!pending_ows.empty()) {
+            h.append_value(pending_ows);
+            pending_ows.clear();
+          }
+          h.append_value({&c, 1});
+          trail = Trail::kValue;
+        }
+        break;
+      case Trail::kCr:
+      case Trail::kEndCr:
+        if (c != '\n') {
+          fail(bad());  // a bare CR (RFC 9112 §2.2)
+          return i;
+        }
+        if (trail == Trail::kEndCr) {
+          ended = true;
+          return i + 1;
+        }
+        trail = Trail::kLineStart;
+        break;
+    }
+  }
+  return in.size();
+}
+
 ParseStep Engine::feed(std::string_view input) {
   using Kind = ParseStep::Kind;
   switch (phase) {
@@ -589,16 +683,52 @@ ParseStep Engine::feed(std::string_view input) {
   const char* base = input.empty() ? kEmpty : input.data();
   std::size_t off = 0;
   for (;;) {
+    if (in_trailers) {
+      bool ended = false;
+      off += parse_trailers(input.substr(off), ended);
+      if (error != Error::kNone) {
+        return error_step(HPE_USER);
+      }
+      if (!ended) {
+        return {Kind::kNeedMore, input.size(), {}, Error::kNone};
+      }
+      // llhttp, still paused at the last chunk, ends the message on an empty section.
+      in_trailers = false;
+      llhttp_resume(&p);
+      paused = false;
+      event = Event::kNone;
+      body = {};
+      llhttp_errno_t err = llhttp_execute(&p, kEmptyLine, sizeof kEmptyLine);
+      if (err != HPE_PAUSED || event != Event::kEnd) {
+        assert(false && "llhttp did not end the message after the trailer section");
+        return error_step(err == HPE_OK ? HPE_INTERNAL : err);
+      }
+      paused = true;
+      return {Kind::kEnd, off, {}, Error::kNone};
+    }
     if (paused) {
       llhttp_resume(&p);
       paused = false;
     }
+    if (phase == Phase::kIdle) {
+      // Empty lines before a message are skipped here (RFC 9112 §2.2), so that a head's byte
+      // count starts at its first byte however the input was cut.
+      while (off < input.size() && (base[off] == '\r' || base[off] == '\n')) {
+        ++off;
+      }
+      if (off == input.size()) {
+        return {Kind::kNeedMore, input.size(), {}, Error::kNone};
+      }
+    }
     const char* data = base + off;
-    const std::size_t len = input.size() - off;
+    std::size_t len = input.size() - off;
     const bool heading = phase == Phase::kIdle || phase == Phase::kHead;
     if (heading) {
       head_base = head_bytes = phase == Phase::kIdle ? 0 : head_bytes;
       head_mark = data;
+      // A head is parsed no further than one byte past max_header: a head over the limit is
+      // refused at that byte, whatever follows it and however the bytes arrived.
+      len = std::min(len, limits.max_header + 1 - head_base);
     }
     event = Event::kNone;
     body = {};
@@ -614,6 +744,7 @@ ParseStep Engine::feed(std::string_view input) {
           return error_step(err);
         }
       }
+      assert(off + len == input.size());
       return {Kind::kNeedMore, input.size(), body, Error::kNone};
     }
     if (err != HPE_PAUSED) {

@@ -184,6 +184,14 @@ struct Connection::State {
     response_started = false;
     response_complete = false;
     continue_pending = h.expect_continue && h.framing != http::Framing::kNone;
+    if (h.method_kind == http::Method::kConnect) {
+      // Any 2xx to CONNECT tells the client a tunnel was opened (RFC 9110 §9.3.6). gearbox
+      // opens none, in either mode: 501, the status for a method a server supports for no
+      // resource (RFC 9110 §15.6.2), then close (the client may already be sending tunnel bytes).
+      continue_pending = false;
+      fail(501);
+      return;
+    }
     if (proxy) {
       handler = Handler::kProxy;
       proxy->on_request_head(now);

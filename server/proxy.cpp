@@ -82,7 +82,11 @@ void ProxyLeg::send_request_head() {
   RequestRewrite rw;
   rw.client_address = s_.peer.address;
   rw.client_trusted = s_.peer.addr != nullptr && is_trusted(*s_.peer.addr, s_.cfg.trusted_proxies);
-  std::string_view client_host = h.headers.get("Host").value_or("");
+  // RFC 9112 §3.2.2: the authority of an absolute-form target overrides the received Host.
+  // It only names the host: where to connect was chosen by the route, never by the target.
+  rw.client_host = Router::authority(h.target);
+  std::string_view client_host =
+      rw.client_host.empty() ? h.headers.get("Host").value_or("") : rw.client_host;
   rw.host = g.host ? std::string_view(*g.host) : client_host;
   rw.framing = h.framing;
   rw.content_length = h.content_length;

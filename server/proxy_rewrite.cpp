@@ -144,6 +144,10 @@ void write_upstream_request_head(std::string& out, const http::RequestHead& req,
   std::size_t mark = out.size();
   begin_field(out, "X-Forwarded-Host");
   bool have_host = rw.client_trusted && append_joined(out, req.headers, "X-Forwarded-Host");
+  if (!have_host && !rw.client_host.empty()) {
+    out.append(rw.client_host);
+    have_host = true;
+  }
   if (!have_host) {
     have_host = append_joined(out, req.headers, "Host");
   }

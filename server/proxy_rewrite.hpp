@@ -23,9 +23,12 @@ struct RequestRewrite {
   std::string_view client_address;  // peer address without port, e.g. "10.0.0.7" or "::1"
   bool client_trusted = false;      // is_trusted(peer, config.trusted_proxies)
   std::string_view proto = "http";  // scheme the client used: X-Forwarded-Proto
-  // Host sent upstream: the group's host override, else the client's Host. Empty = an empty
-  // Host field (RFC 9112 §3.2: a request without authority still carries Host).
+  // Host sent upstream: the group's host override, else client_host, else the client's Host.
+  // Empty = an empty Host field (RFC 9112 §3.2: a request without authority still carries Host).
   std::string_view host;
+  // The authority of an absolute-form target (Router::authority), which replaces the received
+  // Host field (RFC 9112 §3.2.2), in X-Forwarded-Host too; empty = the Host field stands.
+  std::string_view client_host;
   std::string_view via_pseudonym = kViaPseudonym;
   // Body framing upstream: kNone, kLength (content_length) or kChunked; never kUntilClose.
   http::Framing framing = http::Framing::kNone;
@@ -44,7 +47,7 @@ struct RequestRewrite {
 // - Content-Length / Transfer-Encoding are re-set from rw.framing (RFC 9112 §6);
 // - X-Forwarded-For: trusted client: incoming values comma-joined, then the client address;
 //   untrusted: only the client address. X-Forwarded-Proto / X-Forwarded-Host: trusted and
-//   present: kept; otherwise rw.proto and the client's Host;
+//   present: kept; otherwise rw.proto and rw.client_host (or the client's Host);
 // - Via: incoming values, then "1.<client minor> <pseudonym>" (RFC 9110 §7.6.3);
 // - no "Connection: close": HTTP/1.1 upstream connections are persistent (RFC 9112 §9.3)
 //   unless upgrading, then "Connection: upgrade" and "Upgrade: <client's value>".

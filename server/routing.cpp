@@ -11,8 +11,9 @@ namespace gearbox::core {
 namespace {
 
 struct SplitTarget {
-  std::string_view path;   // begins with '/'
-  std::string_view query;  // "" or begins with '?'
+  std::string_view authority;  // absolute-form only
+  std::string_view path;       // begins with '/'
+  std::string_view query;      // "" or begins with '?'
 };
 
 bool starts_with_nocase(std::string_view s, std::string_view prefix) {
@@ -35,8 +36,9 @@ bool split(std::string_view target, SplitTarget* out) {
     }
     std::string_view after = target.substr(scheme);
     std::size_t end = after.find_first_of("/?");
-    if (end == 0) {
-      return false;  // no authority
+    out->authority = after.substr(0, end);
+    if (out->authority.empty() || out->authority.find('@') != std::string_view::npos) {
+      return false;  // no authority, or userinfo (RFC 9110 §4.2.4: treated as an error)
     }
     rest = end == std::string_view::npos ? std::string_view() : after.substr(end);
   }
@@ -158,6 +160,11 @@ const RouteMatch* Router::match(std::string_view target) const {
     }
   }
   return nullptr;
+}
+
+std::string_view Router::authority(std::string_view target) {
+  SplitTarget t;
+  return split(target, &t) ? t.authority : std::string_view();
 }
 
 void Router::write_target(std::string& out, const RouteMatch& route, std::string_view target) {

@@ -35,6 +35,7 @@ class Router {
   // absolute-form with an http/https scheme (matched by its path only: the authority never
   // selects an upstream, so this is not an open proxy), and no "." / ".." path segment (also
   // percent-encoded), which an upstream could resolve to step outside the routed prefix.
+  // An authority with userinfo ("user@host") is refused too (RFC 9110 §4.2.4).
   // asterisk-form ("*"), authority-form and anything else are not: the core answers 400.
   static bool routable(std::string_view target);
 
@@ -48,6 +49,10 @@ class Router {
   // path (the prefix removed when route.strip_prefix, always keeping a leading '/') and then
   // the query unchanged. Absolute-form targets are reduced to their path and query.
   static void write_target(std::string& out, const RouteMatch& route, std::string_view target);
+
+  // The authority ("host[:port]") of a routable absolute-form target, which a proxy sends as
+  // Host in place of the received Host field (RFC 9112 §3.2.2); empty for origin-form.
+  static std::string_view authority(std::string_view target);
 
   const std::vector<RouteMatch>& routes() const { return routes_; }
 

@@ -108,6 +108,26 @@ TEST_P(EchoTest, EchoesChunkedBodySentByteByByte) {
   EXPECT_EQ(r.body, "hello world");
 }
 
+// Issue 8 point 2: trailer fields are never framing (RFC 9110 §6.5.1, RFC 9112 §7.1.2). A
+// Transfer-Encoding there cut the echoed body short, Connection: close lost the next request.
+TEST_P(EchoTest, FramingFieldsInATrailerAreIgnored) {
+  ASSERT_TRUE(start_server());
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  ASSERT_TRUE(
+      s.send_all("POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "5\r\nhello\r\n0\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n"
+                 "Connection: close\r\n\r\nGET /health HTTP/1.1\r\nHost: test\r\n\r\n"));
+  HttpResponse r = s.read_response();
+  ASSERT_TRUE(r.ok()) << r.error << r.raw_head;
+  EXPECT_EQ(r.status, 200) << r.raw_head;
+  EXPECT_EQ(r.body, "hello");
+  HttpResponse next = s.read_response();
+  ASSERT_TRUE(next.ok()) << "the request after the trailer section was lost: " << next.error;
+  EXPECT_EQ(next.status, 200);
+  EXPECT_EQ(next.body, "ok");
+}
+
 TEST_P(EchoTest, GetEchoesRequestLineAndHeaders) {
   ASSERT_TRUE(start_server());
   HttpResponse r = exchange(port(),

@@ -42,6 +42,14 @@ class ErrorTest : public ConformanceTest {
 };
 GEARBOX_CONFORMANCE_SUITE(ErrorTest);
 
+// Issue 8 point 1: CONNECT was echoed with a 200, which tells a client its tunnel is open
+// (RFC 9110 §9.3.6). gearbox opens no tunnel: 501 and close, the tunnel bytes unread.
+TEST_P(ErrorTest, ConnectIsRefusedWith501AndClosed) {
+  ASSERT_TRUE(start_server());
+  expect_error("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01",
+               501);
+}
+
 TEST_P(ErrorTest, RequestLineTooLongIs414) {
   ASSERT_TRUE(start_server({"--max-header", "4k"}));
   expect_error("GET /" + std::string(8000, 'a') + " HTTP/1.1\r\nHost: test\r\n\r\n", 414);

@@ -177,6 +177,114 @@ TEST_P(ProxyFaultTest, UpgradeIsTunnelledAfter101) {
   EXPECT_TRUE(closed.extra.empty()) << closed.extra;
 }
 
+// Issue 8 point 12: an upstream that never sends 100 Continue, so the interim response can
+// only come from the proxy, and that records the head it got, which must carry no Expect
+// (the proxy answered it; RFC 9110 §10.1.1).
+TEST_P(ProxyFaultTest, ExpectContinueAnsweredByTheProxy) {
+  std::mutex mutex;
+  std::string upstream_head;
+  start_with([&](FakeConnection& conn) {
+    auto head = conn.read_head();
+    if (!head) {
+      return;
+    }
+    {
+      std::lock_guard lock(mutex);
+      upstream_head = *head;
+    }
+    std::string body = conn.read_exact(5);
+    conn.send("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+              body);
+  });
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  ASSERT_TRUE(
+      s.send_all("POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n"
+                 "Expect: 100-continue\r\n\r\n"));
+  HttpResponse interim = s.read_response(3s);
+  ASSERT_TRUE(interim.ok()) << interim.error;
+  ASSERT_EQ(interim.status, 100) << interim.raw_head;
+  ASSERT_TRUE(s.send_all("hello"));
+  HttpResponse r = s.read_response();
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 200) << r.raw_head;
+  EXPECT_EQ(r.body, "hello");
+  std::lock_guard lock(mutex);
+  EXPECT_TRUE(upstream_head.starts_with("POST /echo HTTP/1.1\r\n")) << upstream_head;
+  EXPECT_TRUE(head_values(upstream_head, "Expect").empty()) << "Expect reached the upstream:\n"
+                                                            << upstream_head;
+}
+
+// Issue 8 point 1: CONNECT is refused (501) in proxy mode too, and never reaches an upstream.
+TEST_P(ProxyFaultTest, ConnectIsRefusedWith501AndNeverReachesTheUpstream) {
+  start_with(fixed_response_handler("HTTP/1.1 200 Connection Established\r\n\r\n"));
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  ASSERT_TRUE(
+      s.send_all("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01"));
+  HttpResponse r = s.read_response(3s);
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 501) << r.raw_head;
+  CloseResult closed = s.wait_for_close(3s);
+  EXPECT_TRUE(closed.closed) << "the connection should close after the 501";
+  EXPECT_TRUE(closed.extra.empty()) << closed.extra;
+  EXPECT_EQ(fake_.connections(), 0);
+}
+
+// Issue 8 point 2: a chunked request whose trailer section carries Transfer-Encoding and
+// Content-Length got 501; trailer fields are not framing (RFC 9110 §6.5.1) and the upstream
+// gets none of them (the trailer section is dropped; RFC 9112 §7.1.2).
+TEST_P(ProxyFaultTest, FramingFieldsInATrailerAreIgnoredAndNotForwarded) {
+  std::mutex mutex;
+  std::string upstream_bytes;
+  start_with([&](FakeConnection& conn) {
+    for (;;) {
+      auto head = conn.read_head();
+      if (!head) {
+        return;
+      }
+      std::string got = *head;
+      if (got.starts_with("POST")) {
+        while (!got.ends_with("\r\n0\r\n\r\n")) {
+          std::string more = conn.read_some(3s);
+          if (more.empty()) {
+            break;
+          }
+          got += more;
+        }
+      }
+      {
+        std::lock_guard lock(mutex);
+        upstream_bytes += got;
+      }
+      if (!conn.send(kOk)) {
+        return;
+      }
+    }
+  });
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  ASSERT_TRUE(
+      s.send_all("POST /t HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+                 "0\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\nX-Tail: 1\r\n\r\n"
+                 "GET /after HTTP/1.1\r\nHost: app\r\n\r\n"));
+  HttpResponse r = s.read_response(3s);
+  ASSERT_TRUE(r.ok()) << r.error << r.raw_head;
+  EXPECT_EQ(r.status, 200) << r.raw_head << r.body;
+  HttpResponse after = s.read_response(3s);
+  ASSERT_TRUE(after.ok()) << after.error;
+  EXPECT_EQ(after.status, 200);
+  EXPECT_EQ(fake_.request_lines(),
+            (std::vector<std::string>{"POST /t HTTP/1.1", "GET /after HTTP/1.1"}));
+  std::lock_guard lock(mutex);
+  const std::size_t body = upstream_bytes.find("\r\n\r\n") + 4;
+  EXPECT_EQ(upstream_bytes.substr(body, upstream_bytes.find("GET /after") - body),
+            "5\r\nhello\r\n0\r\n\r\n")
+      << upstream_bytes;
+  EXPECT_EQ(upstream_bytes.find("gzip"), std::string::npos) << upstream_bytes;
+  EXPECT_EQ(upstream_bytes.find("X-Tail"), std::string::npos) << upstream_bytes;
+}
+
 TEST_P(ProxyFaultTest, BadGatewayWhenUpstreamDown) {
   int dead = closed_port();
   ASSERT_TRUE(start_proxy({dead}));

@@ -329,6 +329,99 @@ TEST(RequestParser, TooManyFieldsIs431) {
   EXPECT_EQ(req("GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", limits), error(431));
 }
 
+// Issue 8 point 9: found by the request-parser fuzz target. With 32 fields already, a 33rd
+// name cut by a bad character was 400 when fed whole and 431 when fed a byte at a time (the
+// count was checked on the partial name llhttp reports at the end of each buffer).
+TEST(RequestParser, RefusedRequestStatusDoesNotDependOnHowItsBytesArrive) {
+  Limits limits;
+  limits.max_header = 2048;
+  limits.max_headers = 32;
+  std::string fields;
+  for (int i = 0; i < 32; ++i) {
+    fields += std::string(1, static_cast<char>('a' + i % 26)) + ":\r\n";
+  }
+  EXPECT_EQ(req("POST / HTTP/1.0\n" + fields + "o;", limits), error(400));
+  // The limit itself is reached when the 33rd name is complete, at the same byte every time.
+  EXPECT_EQ(req("POST / HTTP/1.0\n" + fields + "o:", limits), error(431));
+  std::string t = req("POST / HTTP/1.0\n" + fields + "\r\n", limits);
+  EXPECT_TRUE(t.starts_with("head POST / 1.0 none close [a: ]") && t.ends_with("\nend\n")) << t;
+}
+
+// A head over max_header is refused at byte max_header + 1, whatever follows that byte: before,
+// a bad character just past the limit gave 400 fed whole and 431 cut before it.
+TEST(RequestParser, HeadOverTheLimitIsRefusedAtTheSameByteWhateverFollows) {
+  Limits limits;
+  limits.max_header = 40;
+  const std::string head = "GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + std::string(8, 'v');
+  ASSERT_EQ(head.size(), 41u);
+  EXPECT_EQ(req(head + "\x01\r\n\r\n", limits), error(431));
+  EXPECT_EQ(req(head + "\r\n\r\n", limits), error(431));
+  EXPECT_EQ(req("GET /" + std::string(40, 'a') + "\x01 HTTP/1.1\r\n\r\n", limits), error(414));
+  // A fault before the limit is still reported as what it is.
+  EXPECT_EQ(req("GET / HTTP/1.1\r\nHost: x\r\nX\x01: v" + std::string(40, 'v'), limits),
+            error(400));
+  // Empty lines before a request are skipped and do not count towards its head.
+  std::string ok = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  limits.max_header = ok.size();
+  EXPECT_EQ(req("\r\n\r\n" + ok, limits), "head GET / 1.1 none keep-alive [Host: x]\nend\n");
+}
+
+// RFC 9110 §6.5.1, RFC 9112 §7.1.2: fields in a trailer section are never framing. llhttp read
+// Transfer-Encoding there as a second coding (501), and Connection: close as the end of the
+// connection (the next pipelined request was dropped).
+TEST(RequestParser, FramingFieldsInTrailersAreIgnored) {
+  const std::string head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string head_trace =
+      "head POST / 1.1 chunked keep-alive [Host: x] [Transfer-Encoding: chunked]\n";
+  const std::string next = "GET /next HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string next_trace = "head GET /next 1.1 none keep-alive [Host: x]\nend\n";
+  EXPECT_EQ(req(head + "3\r\nabc\r\n0\r\nTransfer-Encoding: gzip\r\n\r\n" + next),
+            head_trace + "body[abc]\nend [Transfer-Encoding: gzip]\n" + next_trace);
+  EXPECT_EQ(req(head + "3\r\nabc\r\n0\r\nContent-Length: 5\r\n\r\n" + next),
+            head_trace + "body[abc]\nend [Content-Length: 5]\n" + next_trace);
+  EXPECT_EQ(
+      req(head + "3\r\nabc\r\n0\r\nContent-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n" + next),
+      head_trace + "body[abc]\nend [Content-Length: x] [Transfer-Encoding: chunked]\n" +
+          next_trace);
+  EXPECT_EQ(req(head + "0\r\nConnection: close\r\nUpgrade: h2c\r\n\r\n" + next),
+            head_trace + "end [Connection: close] [Upgrade: h2c]\n" + next_trace);
+  EXPECT_EQ(req(head + "0\r\nX-Sum:  7 \t\r\nX-Empty:\r\n\n" + next),
+            head_trace + "end [X-Sum: 7] [X-Empty: ]\n" + next_trace);
+}
+
+TEST(RequestParser, MalformedTrailersAre400) {
+  const std::string head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string head_trace =
+      "head POST / 1.1 chunked keep-alive [Host: x] [Transfer-Encoding: chunked]\n";
+  for (const char* trailer :
+       {"X : 1\r\n\r\n", "X: 1\r\n folded\r\n\r\n", " X: 1\r\n\r\n", "X: a\rb\r\n\r\n",
+        "X: 1\r\n\rz", "X\x01: 1\r\n\r\n", "X: \x7f\r\n\r\n", ": 1\r\n\r\n", "X 1\r\n\r\n"}) {
+    EXPECT_EQ(req(head + "0\r\n" + trailer), head_trace + error(400)) << trailer;
+  }
+}
+
+TEST(RequestParser, TrailerSectionLimitsAre431) {
+  const std::string head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string head_trace =
+      "head POST / 1.1 chunked keep-alive [Host: x] [Transfer-Encoding: chunked]\n";
+  Limits limits;
+  limits.max_header = 64;
+  EXPECT_EQ(req(head + "0\r\nX: " + std::string(70, 'v') + "\r\n\r\n", limits),
+            head_trace + error(431));
+  // The whole section, blank line included, may be exactly max_header bytes.
+  const std::string section = "X: " + std::string(57, 'v') + "\r\n\r\n";
+  ASSERT_EQ(section.size(), 64u);
+  EXPECT_EQ(req(head + "0\r\n" + section, limits),
+            head_trace + "end [X: " + std::string(57, 'v') + "]\n");
+  EXPECT_EQ(req(head + "0\r\nX: " + std::string(58, 'v') + "\r\n\r\n", limits),
+            head_trace + error(431));
+  limits = Limits{};
+  limits.max_headers = 2;
+  EXPECT_EQ(req(head + "0\r\nA: 1\r\nB: 2\r\n\r\n", limits), head_trace + "end [A: 1] [B: 2]\n");
+  EXPECT_EQ(req(head + "0\r\nA: 1\r\nB: 2\r\nC; 3\r\n\r\n", limits), head_trace + error(400));
+  EXPECT_EQ(req(head + "0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", limits), head_trace + error(431));
+}
+
 TEST(RequestParser, ContentLengthOverMaxBodyIs413) {
   Limits limits;
   limits.max_body = 10;

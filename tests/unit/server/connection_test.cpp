@@ -233,7 +233,10 @@ INSTANTIATE_TEST_SUITE_P(
             400},
         BadCase{"MissingHost", "GET / HTTP/1.1\r\n\r\n", 400},
         BadCase{"HttpVersion2", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
-        BadCase{"BadDelayArgument", "GET /delay/abc HTTP/1.1\r\nHost: a\r\n\r\n", 400}),
+        BadCase{"BadDelayArgument", "GET /delay/abc HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+        // Issue 8 point 1: CONNECT was echoed with a 200, which means "tunnel open".
+        BadCase{"ConnectIsRefusedWith501",
+                "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n\x16\x03\x01", 501}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(ConnectionTimeouts, PartialHeadGets408AfterHeaderTimeout) {

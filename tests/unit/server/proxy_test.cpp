@@ -164,5 +164,63 @@ TEST(ProxyLeg, KeepAliveRaceIsRetriedOnlyOnce) {
   EXPECT_TRUE(h.output().starts_with("HTTP/1.1 502 ")) << h.output();
 }
 
+// Issue 8 point 1: the proxy opens no tunnel either, and contacts no upstream for CONNECT.
+TEST(ProxyLeg, ConnectIsRefusedWith501AndNeverReachesTheUpstream) {
+  CoreHarness h(proxy_config());
+  h.upstream_script = "HTTP/1.1 200 Connection Established\r\n\r\n";
+  h.send("CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n\x16\x03\x01");
+  h.run();
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 501 ")) << h.output();
+  EXPECT_NE(h.output().find("Connection: close\r\n"), std::string::npos) << h.output();
+  EXPECT_EQ(h.connects(), 0);
+  EXPECT_EQ(h.upstream_received(), "");
+}
+
+// Issue 8 point 2: framing fields in a trailer section are not framing (they were 501 when
+// one was Transfer-Encoding) and never reach the upstream: the trailer section is dropped.
+TEST(ProxyLeg, FramingFieldsInATrailerAreIgnoredAndNotForwarded) {
+  CoreHarness h(proxy_config());
+  h.upstream_script = kOk;
+  h.send(
+      "POST /a HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+      "0\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+      "GET /b HTTP/1.1\r\nHost: app\r\n\r\n");
+  h.run();
+  const std::string& up = h.upstream_received();
+  const std::size_t second = up.find("GET /b HTTP/1.1\r\n");
+  ASSERT_NE(second, std::string::npos) << "the pipelined request was lost:\n" << up;
+  EXPECT_TRUE(up.substr(0, second).ends_with("\r\n\r\n3\r\nabc\r\n0\r\n\r\n")) << up;
+  EXPECT_EQ(up.find("gzip"), std::string::npos) << up;
+  EXPECT_EQ(up.find("Content-Length: 5"), std::string::npos) << up;
+  EXPECT_EQ(up.find("close"), std::string::npos) << up;
+  EXPECT_EQ(h.output().find("HTTP/1.1 200 OK"), 0u) << h.output();
+  EXPECT_NE(h.output().find("HTTP/1.1 200 OK", 1), std::string::npos) << h.output();
+  EXPECT_FALSE(h.closed());
+}
+
+// Issue 8 point 3: RFC 9112 §3.2.2: for an absolute-form target the authority replaces the
+// received Host; the target goes upstream in origin-form, to the configured upstream.
+TEST(ProxyLeg, AbsoluteFormTargetSetsHostFromItsAuthority) {
+  CoreHarness h(proxy_config());
+  h.upstream_script = kOk;
+  h.send("GET http://other.example:8080/p?q=1 HTTP/1.1\r\nHost: wrong.example\r\n\r\n");
+  h.run();
+  EXPECT_EQ(h.upstream_received(),
+            "GET /p?q=1 HTTP/1.1\r\nHost: other.example:8080\r\nX-Forwarded-For: 127.0.0.1\r\n"
+            "X-Forwarded-Proto: http\r\nX-Forwarded-Host: other.example:8080\r\n"
+            "Via: 1.1 gearbox\r\n\r\n");
+  EXPECT_EQ(h.connects(), 1);
+  EXPECT_TRUE(h.output().ends_with("\r\n\r\nok")) << h.output();
+}
+
+TEST(ProxyLeg, AbsoluteFormTargetWithUserinfoIs400) {
+  CoreHarness h(proxy_config());
+  h.upstream_script = kOk;
+  h.send("GET http://user@other.example/p HTTP/1.1\r\nHost: other.example\r\n\r\n");
+  h.run();
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 400 ")) << h.output();
+  EXPECT_EQ(h.connects(), 0);
+}
+
 }  // namespace
 }  // namespace gearbox
