@@ -817,6 +817,18 @@ void ResponseParser::expect(Method request_method) {
   impl_->expected = request_method;
 }
 
+void ResponseParser::reset() {
+  Engine& e = *impl_;
+  Engine fresh(false, e.limits, &head_.headers, &trailers_);
+  fresh.res = &head_;
+  fresh.expected = e.expected;
+  e = fresh;
+  llhttp_init(&e.p, HTTP_RESPONSE, settings());
+  e.p.data = &e;
+  head_.clear();
+  trailers_.clear();
+}
+
 ParseStep ResponseParser::feed(std::string_view input) {
   return impl_->feed(input);
 }

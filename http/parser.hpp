@@ -93,6 +93,8 @@ class ResponseParser {
   ResponseParser& operator=(const ResponseParser&) = delete;
 
   void expect(Method request_method);
+  // Forgets everything of the stream so far (a new upstream connection); expect() stays.
+  void reset();
   ParseStep feed(std::string_view input);
   // The upstream closed the connection: kEnd when the body was read-until-close, otherwise
   // kError (a truncated message).

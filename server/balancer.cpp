@@ -11,7 +11,7 @@ struct Upstreams::Group {
   struct Server {
     int weight = 1;
     std::int64_t current = 0;  // smooth weighted round robin state
-    int fails = 0;             // consecutive connect failures
+    int fails = 0;             // consecutive failures
     TimePoint failed_at{};     // time of the last failure
     bool healthy = true;       // active check
     int active = 0;            // requests in flight
@@ -112,7 +112,7 @@ std::size_t Upstreams::pick(std::size_t g, TimePoint now, std::uint64_t exclude_
   return best;
 }
 
-void Upstreams::on_connect_failed(std::size_t g, std::size_t s, TimePoint now) {
+void Upstreams::on_failure(std::size_t g, std::size_t s, TimePoint now) {
   Group& grp = *groups_.at(g);
   std::lock_guard lock(grp.mu);
   auto& srv = grp.servers.at(s);
@@ -126,7 +126,7 @@ void Upstreams::on_connect_failed(std::size_t g, std::size_t s, TimePoint now) {
   srv.failed_at = now;
 }
 
-void Upstreams::on_connect_ok(std::size_t g, std::size_t s) {
+void Upstreams::on_success(std::size_t g, std::size_t s) {
   Group& grp = *groups_.at(g);
   std::lock_guard lock(grp.mu);
   grp.servers.at(s).fails = 0;

@@ -1,6 +1,6 @@
 // Upstream selection shared by the connections of one worker: the router, per-server balancing
 // state (nginx's smooth weighted round robin and weighted least-connections) and health
-// (passive: connect failures; active: set by the health checker). Never reads a clock.
+// (passive: failed attempts; active: set by the health checker). Never reads a clock.
 #pragma once
 
 #include <cstddef>
@@ -18,10 +18,11 @@ namespace gearbox::core {
 // may be called concurrently (one small mutex per group). Prefork has one per process. The
 // Config it was built from must outlive it.
 //
-// Passive health (nginx max_fails / fail_timeout): max_fails consecutive connect failures,
-// each within fail_timeout of the previous one, mark a server down for fail_timeout after the
-// last failure; a success resets the count; max_fails == 0 disables it. Once its time is up a
-// down server gets one try, and a failure then marks it down again at once. As in nginx, a
+// Passive health (nginx max_fails / fail_timeout): max_fails consecutive failures (a connect
+// refused or timed out; a reset, EOF or read/send timeout before the response head), each
+// within fail_timeout of the previous one, mark a server down for fail_timeout after the last
+// failure; a response head from it resets the count; max_fails == 0 disables it. Once its time is
+// up a down server gets one try, and a failure then marks it down again at once. As in nginx, a
 // group of one server is never marked down passively. Active health: a server set unhealthy
 // is skipped until set healthy again.
 //
@@ -51,8 +52,9 @@ class Upstreams {
   // yet ended per unit of weight, ties broken by smooth weighted round robin.
   std::size_t pick(std::size_t g, TimePoint now, std::uint64_t exclude_mask = 0);
 
-  void on_connect_failed(std::size_t g, std::size_t s, TimePoint now);
-  void on_connect_ok(std::size_t g, std::size_t s);
+  // Passive health: server s of group g failed an attempt, or answered with a response head.
+  void on_failure(std::size_t g, std::size_t s, TimePoint now);
+  void on_success(std::size_t g, std::size_t s);
   // Bracket each request sent to a server (least-connections counts); every start needs one
   // end.
   void on_request_start(std::size_t g, std::size_t s);

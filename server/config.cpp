@@ -239,6 +239,8 @@ struct ProxyDefaults {
   std::optional<Duration> connect_timeout;
   std::optional<Duration> read_timeout;
   std::optional<Duration> send_timeout;
+  std::optional<int> next_upstream_tries;
+  std::optional<Duration> next_upstream_timeout;
 };
 
 // A group as the file wrote it: what it set explicitly stays optional until defaults are known.
@@ -352,6 +354,12 @@ const Key kKeys[] = {
      [](Loader& l, const Source& s) { l.defaults(s).read_timeout = get_duration(s, 1); }},
     {"proxy_send_timeout",
      [](Loader& l, const Source& s) { l.defaults(s).send_timeout = get_duration(s, 1); }},
+    {"proxy_next_upstream_tries",
+     [](Loader& l, const Source& s) {
+       l.defaults(s).next_upstream_tries = static_cast<int>(get_int(s, 0, 1000));
+     }},
+    {"proxy_next_upstream_timeout",
+     [](Loader& l, const Source& s) { l.defaults(s).next_upstream_timeout = get_duration(s, 0); }},
     {"access_log", [](Loader& l, const Source& s) { l.config.access_log = get_bool(s); }},
     {"log_level",
      [](Loader& l, const Source& s) {
@@ -456,6 +464,10 @@ void load_group(Loader& l, std::string_view name, const Source& s) {
       spec.own.read_timeout = get_duration(field, 1);
     } else if (k == "send_timeout") {
       spec.own.send_timeout = get_duration(field, 1);
+    } else if (k == "next_upstream_tries") {
+      spec.own.next_upstream_tries = static_cast<int>(get_int(field, 0, 1000));
+    } else if (k == "next_upstream_timeout") {
+      spec.own.next_upstream_timeout = get_duration(field, 0);
     } else if (k == "keepalive") {
       g.keepalive = static_cast<std::size_t>(get_int(field, 0, 100'000));
     } else if (k == "keepalive_timeout") {
@@ -672,6 +684,8 @@ ConfigResult load(int argc, const char* const* argv) {
       ("proxy-connect-timeout", "upstream connect timeout (default 5s)", text(), "DURATION")
       ("proxy-read-timeout", "longest wait for upstream bytes (default 60s)", text(), "DURATION")
       ("proxy-send-timeout", "longest stall writing upstream (default 60s)", text(), "DURATION")
+      ("proxy-next-upstream-tries", "most servers tried per request (default 0 = all)", text(), "N")
+      ("proxy-next-upstream-timeout", "no new try after this (default 0 = no limit)", text(), "DURATION")
       ("trusted-proxy", "peer whose X-Forwarded-For is kept (repeatable)", list(), "CIDR");
   // clang-format on
 
@@ -781,6 +795,11 @@ ConfigResult load(int argc, const char* const* argv) {
         own.read_timeout.value_or(file.read_timeout.value_or(g.read_timeout)));
     g.send_timeout = flag.send_timeout.value_or(
         own.send_timeout.value_or(file.send_timeout.value_or(g.send_timeout)));
+    g.next_upstream_tries = flag.next_upstream_tries.value_or(
+        own.next_upstream_tries.value_or(file.next_upstream_tries.value_or(g.next_upstream_tries)));
+    g.next_upstream_timeout =
+        flag.next_upstream_timeout.value_or(own.next_upstream_timeout.value_or(
+            file.next_upstream_timeout.value_or(g.next_upstream_timeout)));
     c.groups.push_back(std::move(g));
   }
 

@@ -44,6 +44,11 @@ struct UpstreamGroup {
   Duration connect_timeout{5'000};
   Duration read_timeout{60'000};
   Duration send_timeout{60'000};
+  // Failover (nginx proxy_next_upstream_tries / _timeout): at most this many servers tried per
+  // request, 0 = every server of the group; and no new try once this long has passed since the
+  // first, 0 = no limit.
+  int next_upstream_tries = 0;
+  Duration next_upstream_timeout{0};
   std::size_t keepalive = 32;          // idle pooled connections kept per worker per server
   Duration keepalive_timeout{60'000};  // a pooled connection idle longer is closed
 };

@@ -16,6 +16,9 @@ namespace gearbox::core {
 namespace {
 
 constexpr std::size_t kUpstreamBufferSize = 16 * 1024;
+// The largest request body (as framed upstream) kept to be sent again to the next server;
+// nginx keeps client_body_buffer_size in memory and the rest in a file, gearbox keeps no file.
+constexpr std::size_t kReplayBodyMax = 64 * 1024;
 
 }  // namespace
 
@@ -34,7 +37,11 @@ void ProxyLeg::on_request_head(TimePoint now) {
   const http::RequestHead& h = s_.parser.head();
   exchange_ = true;
   tried_ = 0;
+  attempts_ = 0;
+  first_try_ = now;
   stale_retried_ = false;
+  body_held_ = http::is_idempotent(h.method_kind);
+  replay_.clear();
   head_queued_ = body_started_ = request_sent_ = request_ended_ = false;
   response_begun_ = response_head_sent_ = response_done_ = upstream_eof_ = false;
   counted_ = false;
@@ -57,23 +64,41 @@ void ProxyLeg::connect_next(TimePoint now) {
     retry_pending_ = true;  // the previous connection is being released first
     return;
   }
+  const UpstreamGroup& g = group();
+  // nginx's proxy_next_upstream_tries / _timeout: the first try always happens.
+  const bool out_of_tries = g.next_upstream_tries > 0 && attempts_ >= g.next_upstream_tries;
+  const bool out_of_time =
+      g.next_upstream_timeout.count() > 0 && now - first_try_ >= g.next_upstream_timeout;
   Upstreams& ups = *s_.ctx.upstreams;
-  const std::size_t pick = ups.pick(group_, now, tried_);
+  const std::size_t pick = attempts_ > 0 && (out_of_tries || out_of_time)
+                               ? Upstreams::kNone
+                               : ups.pick(group_, now, tried_);
   if (pick == Upstreams::kNone) {
     fail_exchange(timed_out_ ? 504 : 502);
     return;
   }
+  ++attempts_;
   server_ = pick;
   tried_ |= std::uint64_t{1} << (server_ % 64);
-  endpoint_ = &group().servers[server_].endpoint;
+  endpoint_ = &g.servers[server_].endpoint;
   may_reuse_ = !stale_retried_;
   up_ = Up::kConnecting;
   timer_ = Timer::kConnect;
-  deadline_ = now + group().connect_timeout;
+  deadline_ = now + g.connect_timeout;
 }
 
+// The request can be sent again from its start: nothing of its body went upstream, or all of
+// it is held in replay_.
 bool ProxyLeg::request_replayable() const {
-  return !body_started_;
+  return !body_started_ || (request_ended_ && body_held_);
+}
+
+// After a failure before the response head reached the client: may the request go to another
+// server although it was (perhaps) received by this one? Only an idempotent one (RFC 9110
+// §9.2.2), as nginx since 1.9.13; the tries and time left are checked by connect_next().
+bool ProxyLeg::may_fail_over() const {
+  return exchange_ && !response_done_ && !response_head_sent_ &&
+         http::is_idempotent(s_.parser.head().method_kind) && request_replayable();
 }
 
 void ProxyLeg::send_request_head() {
@@ -96,6 +121,10 @@ void ProxyLeg::send_request_head() {
   write_upstream_request_head(head_, h, target_, rw);
   to_upstream_.clear();
   to_upstream_.push(head_);
+  if (body_started_) {
+    // A retry: the body sent to the failed server goes again (request_replayable()).
+    to_upstream_.push(replay_);
+  }
   head_queued_ = true;
   body_in_queue_ = false;
 }
@@ -114,12 +143,24 @@ void ProxyLeg::on_request_body(std::string_view piece, TimePoint now) {
   }
   body_started_ = true;
   body_in_queue_ = true;
-  if (s_.parser.head().framing == http::Framing::kChunked) {
-    to_upstream_.push(http::chunk_header(chunk_, piece.size()));
+  const bool chunked = s_.parser.head().framing == http::Framing::kChunked;
+  std::string_view header;
+  if (chunked) {
+    header = http::chunk_header(chunk_, piece.size());
+    to_upstream_.push(header);
     to_upstream_.push(piece);
     to_upstream_.push(http::kCrlf);
   } else {
     to_upstream_.push(piece);
+  }
+  if (body_held_) {
+    const std::size_t framed = header.size() + piece.size() + (chunked ? http::kCrlf.size() : 0);
+    if (replay_.size() + framed + http::kLastChunk.size() > kReplayBodyMax) {
+      body_held_ = false;  // too big to keep: this request will not be sent again
+      replay_.clear();
+    } else {
+      replay_.append(header).append(piece).append(chunked ? http::kCrlf : std::string_view());
+    }
   }
   if (timer_ != Timer::kSend) {
     timer_ = Timer::kSend;
@@ -134,6 +175,10 @@ void ProxyLeg::on_request_end(TimePoint now) {
   }
   if (s_.parser.head().framing == http::Framing::kChunked && up_ == Up::kConnected) {
     to_upstream_.push(http::kLastChunk);
+    body_started_ = true;
+    if (body_held_) {
+      replay_.append(http::kLastChunk);
+    }
   }
   if (to_upstream_.empty() && up_ == Up::kConnected) {
     request_sent_ = true;
@@ -167,9 +212,6 @@ void ProxyLeg::on_written(std::size_t n, TimePoint now) {
 void ProxyLeg::on_connected(bool reused, TimePoint now) {
   up_ = Up::kConnected;
   reused_ = reused;
-  if (!reused) {
-    s_.ctx.upstreams->on_connect_ok(group_, server_);
-  }
   if (!counted_) {
     s_.ctx.upstreams->on_request_start(group_, server_);
     counted_ = true;
@@ -179,6 +221,8 @@ void ProxyLeg::on_connected(bool reused, TimePoint now) {
   upstream_eof_ = false;
   response_begun_ = false;
   response_in_body_ = false;
+  request_sent_ = false;
+  parser_.reset();  // a failed try may have left part of a response head in it
   parser_.expect(s_.parser.head().method_kind);
   send_request_head();
   timer_ = Timer::kSend;
@@ -189,17 +233,20 @@ void ProxyLeg::on_connect_failed(int err, TimePoint now) {
   up_ = Up::kNone;
   timer_ = Timer::kNone;
   deadline_ = kNever;
-  s_.ctx.upstreams->on_connect_failed(group_, server_, now);
+  s_.ctx.upstreams->on_failure(group_, server_, now);
   log_warn("upstream %s: connect failed: %s", endpoint_->text.c_str(), std::strerror(err));
   if (!exchange_) {
     return;
   }
   // Nothing was sent: any request may go to the next server (nginx's proxy_next_upstream
   // error; non-idempotent requests are only held back once sent).
+  timed_out_ = false;
   connect_next(now);
 }
 
-void ProxyLeg::upstream_failed(const char* what, int err, TimePoint now) {
+// The attempt ended before its response was complete. `retryable`: the server failed (reset,
+// early close), as opposed to answering nonsense.
+void ProxyLeg::upstream_failed(const char* what, int err, bool retryable, TimePoint now) {
   const bool nothing_back = !response_begun_;
   if (endpoint_ != nullptr) {
     log_warn("upstream %s: %s%s%s", endpoint_->text.c_str(), what, err ? ": " : "",
@@ -209,23 +256,33 @@ void ProxyLeg::upstream_failed(const char* what, int err, TimePoint now) {
   if (tunnel_) {
     return;
   }
-  // The keep-alive race: a pooled connection the upstream had closed before it saw our
-  // request. Retried once on a fresh connection when the request can be sent again.
-  if (nothing_back && reused_ && !stale_retried_ && request_replayable() && exchange_ &&
-      !response_done_) {
-    stale_retried_ = true;
-    retry_pending_ = true;
-    tried_ &= ~(
-        std::uint64_t{1} << (server_ % 64));  // the server is fine: only that connection was stale
-    (void)now;
-    return;
-  }
-  if (nothing_back) {
-    fail_exchange(502);
-  } else {
+  if (response_head_sent_) {
     // Mid-response: never present a truncated response as complete.
     s_.cut(client_framing_ == http::Framing::kUntilClose);
+    return;
   }
+  // The keep-alive race: a pooled connection the upstream had closed before it saw our
+  // request. Retried once on a fresh connection when the request can be sent again; not a
+  // try nor a failure of the server (nginx's rule for cached connections).
+  const bool stale = nothing_back && reused_;
+  if (stale && !stale_retried_ && request_replayable() && exchange_ && !response_done_) {
+    stale_retried_ = true;
+    retry_pending_ = true;
+    --attempts_;
+    tried_ &= ~(std::uint64_t{1} << (server_ % 64));
+    return;
+  }
+  timed_out_ = false;
+  if (retryable) {
+    if (!stale) {
+      s_.ctx.upstreams->on_failure(group_, server_, now);
+    }
+    if (may_fail_over()) {
+      retry_pending_ = true;  // the next server, once this connection is released
+      return;
+    }
+  }
+  fail_exchange(502);
 }
 
 void ProxyLeg::fail_exchange(int status) {
@@ -288,7 +345,7 @@ void ProxyLeg::on_read(std::size_t n, TimePoint now) {
       return;
     }
     if (!response_begun_) {
-      upstream_failed("closed the connection before responding", 0, now);
+      upstream_failed("closed the connection before responding", 0, true, now);
       return;
     }
     return;  // handled in step(): feed_eof once the buffered bytes are parsed
@@ -308,7 +365,7 @@ void ProxyLeg::on_error(int err, TimePoint now) {
     s_.begin_close();
     return;
   }
-  upstream_failed("error", err, now);
+  upstream_failed("error", err, true, now);
 }
 
 bool ProxyLeg::step(TimePoint now) {
@@ -323,7 +380,7 @@ bool ProxyLeg::step(TimePoint now) {
     if (st.kind == http::ParseStep::Kind::kEnd) {
       on_response_end(now);
     } else {
-      upstream_failed("closed the connection mid-response", 0, now);
+      upstream_failed("closed the connection mid-response", 0, true, now);
     }
     return true;
   }
@@ -370,13 +427,12 @@ bool ProxyLeg::step(TimePoint now) {
         s_.response_complete = true;
         s_.keep_alive = false;
       } else {
-        upstream_failed("switched protocols unasked", 0, now);
+        upstream_failed("switched protocols unasked", 0, false, now);
       }
       break;
     }
     case http::ParseStep::Kind::kError:
-      response_begun_ = response_head_sent_;
-      upstream_failed("sent an invalid response", 0, now);
+      upstream_failed("sent an invalid response", 0, false, now);
       break;
   }
   return true;
@@ -385,6 +441,7 @@ bool ProxyLeg::step(TimePoint now) {
 void ProxyLeg::on_response_head(TimePoint now) {
   (void)now;
   const http::ResponseHead& r = parser_.head();
+  s_.ctx.upstreams->on_success(group_, server_);  // it answers: passive health resets
   if (r.status < 200 && r.status != 101) {
     return;  // 1xx: dropped (we answered 100-continue to the client ourselves)
   }
@@ -515,7 +572,7 @@ void ProxyLeg::on_deadline(TimePoint now) {
     case Timer::kNone:
       break;
     case Timer::kConnect:
-      s_.ctx.upstreams->on_connect_failed(group_, server_, now);
+      s_.ctx.upstreams->on_failure(group_, server_, now);
       log_warn("upstream %s: connect timed out", endpoint_->text.c_str());
       release(Release::kDiscard);
       timed_out_ = true;
@@ -528,6 +585,17 @@ void ProxyLeg::on_deadline(TimePoint now) {
       release(Release::kDiscard);
       if (response_head_sent_) {
         s_.cut(client_framing_ == http::Framing::kUntilClose);
+        break;
+      }
+      // A server that does not take or answer a whole request counts as failed (passive
+      // health: the next requests skip it); a read timeout while the client is still sending
+      // its body may be the client's doing and does not.
+      if (t == Timer::kSend || request_sent_) {
+        s_.ctx.upstreams->on_failure(group_, server_, now);
+      }
+      timed_out_ = true;
+      if (may_fail_over()) {
+        retry_pending_ = true;
       } else {
         fail_exchange(504);
       }

@@ -50,7 +50,8 @@ class ProxyLeg {
 
   void connect_next(TimePoint now);
   void send_request_head();
-  void upstream_failed(const char* what, int err, TimePoint now);
+  void upstream_failed(const char* what, int err, bool retryable, TimePoint now);
+  bool may_fail_over() const;
   void fail_exchange(int status);
   void release(Release how);
   void on_response_head(TimePoint now);
@@ -76,11 +77,17 @@ class ProxyLeg {
   std::size_t group_ = 0;
   std::size_t server_ = 0;
   std::uint64_t tried_ = 0;  // servers of the group already tried for this request
+  int attempts_ = 0;         // servers tried (next_upstream_tries), the keep-alive retry aside
+  TimePoint first_try_{};    // when the first was (next_upstream_timeout)
   bool stale_retried_ = false;
   bool counted_ = false;  // on_request_start was reported to the balancer
   std::string target_;    // origin-form target after routing
   bool head_queued_ = false;
-  bool body_started_ = false;    // a client body byte was queued upstream: no replay possible
+  bool body_started_ = false;  // body bytes were queued upstream: replay needs replay_
+  // An idempotent request keeps a copy of the body it sent (framed as sent, up to
+  // kReplayBodyMax), so that it can go to the next server after a failure (RFC 9110 §9.2.2).
+  bool body_held_ = false;
+  std::string replay_;
   bool request_sent_ = false;    // the whole request was written upstream
   bool request_ended_ = false;   // the client request was entirely parsed
   bool response_begun_ = false;  // a byte of the response arrived

@@ -247,7 +247,7 @@ TEST_P(ProxyEchoTest, FailoverWhenOneOfTwoUpstreamsDies) {
     ASSERT_EQ(r.status, 200) << "request " << i << ":\n" << r.head << r.body;
     EXPECT_EQ(r.body, "Hello, World!") << "request " << i;
   }
-  EXPECT_GE(served(echo_b_), 40) << "the surviving upstream should have taken the rest";
+  EXPECT_GE(wait_served(echo_b_, 40), 40) << "the surviving upstream should have taken the rest";
 }
 
 }  // namespace

@@ -12,6 +12,8 @@
 #include <chrono>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "tests/proxy/proxy_fixture.hpp"
 
@@ -312,6 +314,83 @@ TEST_P(ProxyFaultTest, GatewayTimeoutWhenUpstreamIsSlow) {
   EXPECT_EQ(r.status, 504) << r.raw_head;
   EXPECT_GE(took, 450ms);
   EXPECT_LT(took, 3s);
+}
+
+// Issue 8 point 4: one of three upstreams goes silent while connections to it are pooled (its
+// link cut: it accepts and reads, and never answers). Idempotent requests sent to it went to
+// 504 after the read timeout although two servers were healthy; now each goes to the next
+// server, none fails, and the first timeout marks the silent server down (max_fails 1 for
+// fail_timeout 10 s) so that the next requests skip it. At most one request per client
+// connection can have been sent to it before that (each prefork worker and pool thread keeps
+// its own health state).
+TEST_P(ProxyFaultTest, BlackHoledUpstreamCostsRetriesNotErrors) {
+  std::atomic<bool> silent{false};
+  ASSERT_TRUE(fake_.start([&](FakeConnection& conn) {
+    while (conn.read_head()) {
+      if (silent.load()) {
+        conn.wait_for_close(20s);
+        return;
+      }
+      if (!conn.send(kOk)) {
+        return;
+      }
+    }
+  }));
+  FakeUpstream healthy_a;
+  FakeUpstream healthy_b;
+  ASSERT_TRUE(healthy_a.start(fixed_response_handler(kOk)));
+  ASSERT_TRUE(healthy_b.start(fixed_response_handler(kOk)));
+  ASSERT_TRUE(start_proxy({fake_.port(), healthy_a.port(), healthy_b.port()},
+                          {"--proxy-read-timeout", "1500ms"}));
+  allow_error("127.0.0.1:" + std::to_string(fake_.port()));
+  constexpr int kClients = 4;
+  constexpr int kWarmUp = 3;
+  constexpr int kRequests = 10;
+  std::vector<Socket> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.push_back(Socket::connect(port()));
+    ASSERT_TRUE(clients.back().valid()) << clients.back().error();
+  }
+  auto run = [&](int count, std::atomic<int>& failed, std::string& first_error) {
+    std::mutex mutex;
+    std::vector<std::thread> threads;
+    for (int c = 0; c < kClients; ++c) {
+      threads.emplace_back([&, c] {
+        for (int i = 0; i < count; ++i) {
+          HttpResponse r = clients[c].send_all("GET /r HTTP/1.1\r\nHost: app\r\n\r\n")
+                               ? clients[c].read_response(10s)
+                               : HttpResponse{};
+          if (!r.ok() || r.status != 200 || r.body != "ok") {
+            std::lock_guard lock(mutex);
+            if (failed.fetch_add(1) == 0) {
+              first_error = std::to_string(r.status) + " " + r.error + "\n" + r.raw_head;
+            }
+          }
+        }
+      });
+    }
+    for (auto& t : threads) {
+      t.join();
+    }
+  };
+  std::atomic<int> failed{0};
+  std::string first_error;
+  run(kWarmUp, failed, first_error);  // connections to all three are pooled now
+  ASSERT_EQ(failed.load(), 0) << first_error;
+  ASSERT_GT(fake_.requests(), 0) << "round robin never reached the first upstream";
+  const int before = fake_.requests();
+  silent.store(true);
+  run(kRequests, failed, first_error);
+  EXPECT_EQ(failed.load(), 0) << "requests failed although two upstreams were healthy; first: "
+                              << first_error << "\nlog:\n"
+                              << server_.log_text();
+  const int lost = fake_.requests() - before;
+  EXPECT_GE(lost, 1) << "round robin never tried the silent upstream";
+  EXPECT_LE(lost, kClients) << "the silent upstream kept getting requests after a timeout:\n"
+                            << server_.log_text();
+  EXPECT_EQ(healthy_a.requests() + healthy_b.requests() + before, kClients * (kWarmUp + kRequests));
+  healthy_a.stop();
+  healthy_b.stop();
 }
 
 TEST_P(ProxyFaultTest, BadGatewayOnTwoContentLengths) {

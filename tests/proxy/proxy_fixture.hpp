@@ -36,6 +36,19 @@ class ProxyTest : public ConformanceTest {
     return n;
   }
 
+  // Waits up to `timeout` for an echo upstream to have logged `n` requests (its log is read
+  // from a pipe, after it answered); returns what it logged by then.
+  static int wait_served(const ServerProcess& upstream, int n,
+                         std::chrono::milliseconds timeout = std::chrono::milliseconds{3000}) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    int got = served(upstream);
+    while (got < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+      got = served(upstream);
+    }
+    return got;
+  }
+
   // Starts the server under test: `--backend <param> --mode proxy --listen 127.0.0.1:0`, one
   // `--upstream 127.0.0.1:P` per port, then `extra`. Use as ASSERT_TRUE(start_proxy(...)).
   bool start_proxy(const std::vector<int>& upstream_ports,

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +41,10 @@ class CoreHarness {
   // The first N connections come from the pool (reused) and turn out closed by the upstream:
   // EOF before any byte (the keep-alive race).
   int stale_connections = 0;
+  // Upstreams (Endpoint::text) that accept and never answer (a black hole), or that reset the
+  // connection once the request was written; the others answer upstream_script.
+  std::vector<std::string> silent_upstreams;
+  std::vector<std::string> resetting_upstreams;
 
   // Runs the connection until it waits for input or time.
   void run() {
@@ -79,6 +85,8 @@ class CoreHarness {
       }
       if (w.upstream_connect != nullptr) {
         ++connects_;
+        endpoint_ = w.upstream_connect->text;
+        ++connects_to_[endpoint_];
         if (upstream_refuses) {
           conn_->on_upstream_connect_failed(ECONNREFUSED, now_);
         } else {
@@ -96,6 +104,7 @@ class CoreHarness {
         std::size_t total = 0;
         for (const iovec& v : w.upstream_write) {
           upstream_received_.append(static_cast<const char*>(v.iov_base), v.iov_len);
+          received_by_[endpoint_].append(static_cast<const char*>(v.iov_base), v.iov_len);
           total += v.iov_len;
         }
         conn_->on_upstream_written(total, now_);
@@ -111,20 +120,26 @@ class CoreHarness {
         conn_->on_client_read(n, now_);
         continue;
       }
-      if (!w.upstream_read.empty() && stale_) {
+      if (!w.upstream_read.empty() && listed(resetting_upstreams)) {
+        conn_->on_upstream_error(ECONNRESET, now_);
+        continue;
+      }
+      // A silent upstream sends nothing, ever: only a deadline moves its connection on.
+      const bool silent = listed(silent_upstreams) && !stale_;
+      if (!w.upstream_read.empty() && !silent && stale_) {
         stale_ = false;
         conn_->on_upstream_read(0, now_);
         continue;
       }
-      if (!w.upstream_read.empty() && up_pos_ < upstream_script.size()) {
+      if (!w.upstream_read.empty() && !silent && up_pos_ < upstream_script.size()) {
         std::size_t n = std::min(w.upstream_read.size(), upstream_script.size() - up_pos_);
         std::memcpy(w.upstream_read.data(), upstream_script.data() + up_pos_, n);
         up_pos_ += n;
         conn_->on_upstream_read(n, now_);
         continue;
       }
-      if (!w.upstream_read.empty() && upstream_eof && up_pos_ == upstream_script.size() &&
-          !upstream_eof_sent_) {
+      if (!w.upstream_read.empty() && !silent && upstream_eof &&
+          up_pos_ == upstream_script.size() && !upstream_eof_sent_) {
         upstream_eof_sent_ = true;
         conn_->on_upstream_read(0, now_);
         continue;
@@ -155,10 +170,22 @@ class CoreHarness {
   bool shut_wr() const { return shut_wr_; }
   core::CloseMode close_mode() const { return close_mode_; }
   int connects() const { return connects_; }
+  int connects_to(const std::string& endpoint) const {
+    auto it = connects_to_.find(endpoint);
+    return it == connects_to_.end() ? 0 : it->second;
+  }
+  std::string received_by(const std::string& endpoint) const {
+    auto it = received_by_.find(endpoint);
+    return it == received_by_.end() ? std::string() : it->second;
+  }
   int reuses() const { return reuses_; }
   core::Connection& conn() { return *conn_; }
 
  private:
+  bool listed(const std::vector<std::string>& endpoints) const {
+    return std::find(endpoints.begin(), endpoints.end(), endpoint_) != endpoints.end();
+  }
+
   core::Config cfg_;
   core::Context ctx_;
   core::Peer peer_;
@@ -179,6 +206,9 @@ class CoreHarness {
   bool shut_wr_ = false;
   core::CloseMode close_mode_ = core::CloseMode::kGraceful;
   int connects_ = 0;
+  std::string endpoint_;  // of the upstream connection open now
+  std::map<std::string, int> connects_to_;
+  std::map<std::string, std::string> received_by_;
   int releases_ = 0;
   int reuses_ = 0;
 };

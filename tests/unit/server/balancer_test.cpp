@@ -65,9 +65,9 @@ TEST(Balancer, ExcludedServersAreSkipped) {
 TEST(Balancer, MaxFailsMarksServerDownForFailTimeout) {
   auto gs = one_group({1, 1}, Balance::kRoundRobin, 2, Duration{1000});
   Upstreams u(gs, {});
-  u.on_connect_failed(0, 0, kT0);
+  u.on_failure(0, 0, kT0);
   EXPECT_TRUE(u.available(0, 0, kT0));
-  u.on_connect_failed(0, 0, kT0 + milliseconds(10));
+  u.on_failure(0, 0, kT0 + milliseconds(10));
   EXPECT_FALSE(u.available(0, 0, kT0 + milliseconds(10)));
   EXPECT_EQ(picks(u, 3, kT0 + milliseconds(500)), "bbb");
   EXPECT_TRUE(u.available(0, 0, kT0 + milliseconds(1010)));
@@ -77,36 +77,36 @@ TEST(Balancer, DownServerFailingItsRetryIsDownAgainAtOnce) {
   auto gs = one_group({1, 1}, Balance::kRoundRobin, 3, Duration{1000});
   Upstreams u(gs, {});
   for (int i = 0; i < 3; ++i) {
-    u.on_connect_failed(0, 0, kT0);
+    u.on_failure(0, 0, kT0);
   }
   TimePoint later = kT0 + milliseconds(5000);
   EXPECT_TRUE(u.available(0, 0, later));
-  u.on_connect_failed(0, 0, later);
+  u.on_failure(0, 0, later);
   EXPECT_FALSE(u.available(0, 0, later));
 }
 
 TEST(Balancer, SuccessResetsFailureCount) {
   auto gs = one_group({1, 1}, Balance::kRoundRobin, 2);
   Upstreams u(gs, {});
-  u.on_connect_failed(0, 0, kT0);
-  u.on_connect_ok(0, 0);
-  u.on_connect_failed(0, 0, kT0);
+  u.on_failure(0, 0, kT0);
+  u.on_success(0, 0);
+  u.on_failure(0, 0, kT0);
   EXPECT_TRUE(u.available(0, 0, kT0));
 }
 
 TEST(Balancer, FailuresFarApartDoNotAccumulate) {
   auto gs = one_group({1, 1}, Balance::kRoundRobin, 2, Duration{1000});
   Upstreams u(gs, {});
-  u.on_connect_failed(0, 0, kT0);
-  u.on_connect_failed(0, 0, kT0 + milliseconds(1500));
+  u.on_failure(0, 0, kT0);
+  u.on_failure(0, 0, kT0 + milliseconds(1500));
   EXPECT_TRUE(u.available(0, 0, kT0 + milliseconds(1500)));
 }
 
 TEST(Balancer, SingleServerGroupIsNeverPassivelyDown) {
   auto gs = one_group({1});
   Upstreams u(gs, {});
-  u.on_connect_failed(0, 0, kT0);
-  u.on_connect_failed(0, 0, kT0);
+  u.on_failure(0, 0, kT0);
+  u.on_failure(0, 0, kT0);
   EXPECT_EQ(picks(u, 2), "aa");
 }
 
@@ -114,7 +114,7 @@ TEST(Balancer, MaxFailsZeroDisablesPassiveHealth) {
   auto gs = one_group({1, 1}, Balance::kRoundRobin, 0);
   Upstreams u(gs, {});
   for (int i = 0; i < 10; ++i) {
-    u.on_connect_failed(0, 0, kT0);
+    u.on_failure(0, 0, kT0);
   }
   EXPECT_TRUE(u.available(0, 0, kT0));
 }
@@ -122,8 +122,8 @@ TEST(Balancer, MaxFailsZeroDisablesPassiveHealth) {
 TEST(Balancer, AllDownReturnsNone) {
   auto gs = one_group({1, 1});
   Upstreams u(gs, {});
-  u.on_connect_failed(0, 0, kT0);
-  u.on_connect_failed(0, 1, kT0);
+  u.on_failure(0, 0, kT0);
+  u.on_failure(0, 1, kT0);
   EXPECT_EQ(picks(u, 1), "-");
 }
 

@@ -160,6 +160,17 @@ TEST(ConfigTest, EveryFlagSetsItsField) {
        [](const Config& c) { EXPECT_EQ(c.groups.at(0).read_timeout, milliseconds(7000)); }},
       {{"--upstream", "127.0.0.1:9001", "--proxy-send-timeout", "8s"},
        [](const Config& c) { EXPECT_EQ(c.groups.at(0).send_timeout, milliseconds(8000)); }},
+      {{"--upstream", "127.0.0.1:9001", "--proxy-next-upstream-tries", "2"},
+       [](const Config& c) { EXPECT_EQ(c.groups.at(0).next_upstream_tries, 2); }},
+      {{"--upstream", "127.0.0.1:9001", "--proxy-next-upstream-timeout", "3s"},
+       [](const Config& c) {
+         EXPECT_EQ(c.groups.at(0).next_upstream_timeout, milliseconds(3000));
+       }},
+      {{"--upstream", "127.0.0.1:9001"},
+       [](const Config& c) {
+         EXPECT_EQ(c.groups.at(0).next_upstream_tries, 0);  // every server, as nginx
+         EXPECT_EQ(c.groups.at(0).next_upstream_timeout, milliseconds(0));
+       }},
       {{"--trusted-proxy", "10.1.2.3/8", "--trusted-proxy", "::1/128"},
        [](const Config& c) {
          ASSERT_EQ(c.trusted_proxies.size(), 2u);
@@ -277,6 +288,8 @@ balance = "least-conn"
 proxy_connect_timeout = "100ms"
 proxy_read_timeout = "200ms"
 proxy_send_timeout = "300ms"
+proxy_next_upstream_tries = 3
+proxy_next_upstream_timeout = "400ms"
 trusted_proxies = ["10.0.0.0/8", "::1/128"]
 access_log = true
 log_level = "warn"
@@ -306,6 +319,8 @@ log_level = "warn"
   EXPECT_EQ(c.groups[0].connect_timeout, milliseconds(100));
   EXPECT_EQ(c.groups[0].read_timeout, milliseconds(200));
   EXPECT_EQ(c.groups[0].send_timeout, milliseconds(300));
+  EXPECT_EQ(c.groups[0].next_upstream_tries, 3);
+  EXPECT_EQ(c.groups[0].next_upstream_timeout, milliseconds(400));
   EXPECT_EQ(c.trusted_proxies.size(), 2u);
   EXPECT_TRUE(c.access_log);
   EXPECT_EQ(c.log_level, "warn");
@@ -325,6 +340,8 @@ fail_timeout = "20s"
 health_check = { path = "/health", interval = "2s" }
 connect_timeout = "1s"
 send_timeout = "6s"
+next_upstream_tries = 2
+next_upstream_timeout = "7s"
 keepalive = 4
 keepalive_timeout = "30s"
 [upstreams.static]
@@ -354,6 +371,9 @@ upstream = "static"
   EXPECT_EQ(api.connect_timeout, milliseconds(1000));
   EXPECT_EQ(api.read_timeout, milliseconds(9000));  // the file's top-level default
   EXPECT_EQ(api.send_timeout, milliseconds(6000));
+  EXPECT_EQ(api.next_upstream_tries, 2);
+  EXPECT_EQ(api.next_upstream_timeout, milliseconds(7000));
+  EXPECT_EQ(stat.next_upstream_tries, 0);
   EXPECT_EQ(api.keepalive, 4u);
   EXPECT_EQ(api.keepalive_timeout, milliseconds(30'000));
   EXPECT_EQ(stat.name, "static");
@@ -417,6 +437,11 @@ TEST(ConfigTest, ErrorMessagesNameTheFlag) {
             "--header-timeout: \"0\" is too short (at least 1ms)");
   EXPECT_EQ(error_of({"--backlog", "70000"}), "--backlog: 70000 is out of range (1..65535)");
   EXPECT_EQ(error_of({"--workers", "many"}), "--workers: \"many\" is not a whole number");
+  EXPECT_EQ(error_of({"--upstream", "127.0.0.1:1", "--proxy-next-upstream-tries", "-1"}),
+            "--proxy-next-upstream-tries: -1 is out of range (0..1000)");
+  EXPECT_EQ(error_of({"--upstream", "127.0.0.1:1", "--proxy-next-upstream-timeout", "soon"}),
+            "--proxy-next-upstream-timeout: \"soon\" is not a duration (use 500ms, 3s, 2m or "
+            "seconds)");
   EXPECT_EQ(error_of({"--mode", "mirror"}), "--mode: \"mirror\" is not a mode (use echo or proxy)");
   EXPECT_EQ(error_of({"--balance", "random"}),
             "--balance: \"random\" is not a balance method (use round-robin or least-conn)");
@@ -455,6 +480,9 @@ TEST(ConfigTest, ErrorMessagesNameTheFileAndKey) {
             ": upstreams.api.retries: unknown key");
   EXPECT_EQ(file_error("workers = \"ten\"\n"), ": workers: expected an integer, got a string");
   EXPECT_EQ(file_error("workers = 0\n"), ": workers: 0 is out of range (1..100000)");
+  EXPECT_EQ(
+      file_error("[upstreams.api]\nservers = [\"127.0.0.1:1\"]\nnext_upstream_tries = 1001\n"),
+      ": upstreams.api.next_upstream_tries: 1001 is out of range (0..1000)");
   EXPECT_EQ(file_error("max_body = \"12q\"\n"),
             ": max_body: \"12q\" is not a size (use 16k, 1m or bytes)");
   EXPECT_EQ(file_error("idle_timeout = 1.5\n"),

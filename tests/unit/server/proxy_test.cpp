@@ -222,5 +222,167 @@ TEST(ProxyLeg, AbsoluteFormTargetWithUserinfoIs400) {
   EXPECT_EQ(h.connects(), 0);
 }
 
+// --- Issue 8 point 4: failover (nginx's proxy_next_upstream error timeout) ------------------
+
+const std::string kServer0 = "127.0.0.1:9000";
+const std::string kServer1 = "127.0.0.1:9001";
+const std::string kServer2 = "127.0.0.1:9002";
+
+// A black-holed server (accepts, never answers): the idempotent request goes to the next
+// server after the read timeout instead of ending in 504, and the timeout counts as a failure
+// (max_fails 1), so the next request skips the silent server.
+TEST(ProxyFailover, ReadTimeoutBeforeTheHeadRetriesAnIdempotentRequestOnTheNextServer) {
+  CoreHarness h(proxy_config(2));
+  h.upstream_script = kOk;
+  h.silent_upstreams = {kServer0};
+  h.send("GET /a HTTP/1.1\r\nHost: app\r\n\r\n");
+  h.run();
+  EXPECT_EQ(h.connects_to(kServer0), 1);
+  EXPECT_EQ(h.output(), "");
+  h.advance(2000ms);  // the read timeout
+  EXPECT_EQ(h.connects_to(kServer1), 1);
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 200 OK\r\n")) << h.output();
+  EXPECT_TRUE(h.output().ends_with("\r\n\r\nok")) << h.output();
+  EXPECT_TRUE(h.received_by(kServer1).starts_with("GET /a HTTP/1.1\r\n"));
+  h.send("GET /b HTTP/1.1\r\nHost: app\r\n\r\n");
+  h.run();
+  EXPECT_EQ(h.connects_to(kServer0), 1) << "the timed-out server should be skipped";
+  EXPECT_TRUE(h.output().ends_with("ok\r\n\r\n") || h.output().ends_with("\r\n\r\nok"));
+  EXPECT_NE(h.received_by(kServer1).find("GET /b HTTP/1.1\r\n"), std::string::npos);
+}
+
+TEST(ProxyFailover, ResetBeforeTheHeadRetriesAnIdempotentRequestOnTheNextServer) {
+  CoreHarness h(proxy_config(2));
+  h.upstream_script = kOk;
+  h.resetting_upstreams = {kServer0};
+  h.send("DELETE /a HTTP/1.1\r\nHost: app\r\n\r\n");
+  h.run();
+  EXPECT_EQ(h.connects_to(kServer0), 1);
+  EXPECT_EQ(h.connects_to(kServer1), 1);
+  EXPECT_TRUE(h.output().ends_with("\r\n\r\nok")) << h.output();
+}
+
+// A PUT's body is held (idempotent): the next server gets the whole request again.
+TEST(ProxyFailover, HeldBodyIsSentAgainToTheNextServer) {
+  for (const char* framing :
+       {"Content-Length: 5\r\n\r\nhello",
+        "Transfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n"}) {
+    CoreHarness h(proxy_config(2));
+    h.upstream_script = kOk;
+    h.silent_upstreams = {kServer0};
+    h.send(std::string("PUT /a HTTP/1.1\r\nHost: app\r\n") + framing);
+    h.run();
+    h.advance(2000ms);
+    EXPECT_TRUE(h.output().ends_with("\r\n\r\nok")) << framing << h.output();
+    EXPECT_EQ(h.received_by(kServer1), h.received_by(kServer0)) << framing;
+    EXPECT_TRUE(h.received_by(kServer1).ends_with(
+        std::string_view(framing).substr(std::string_view(framing).find("\r\n\r\n") + 4)))
+        << h.received_by(kServer1);
+  }
+}
+
+// RFC 9110 §9.2.2: a POST that reached a server may have had its effect: never sent twice.
+TEST(ProxyFailover, NonIdempotentRequestIsNotSentAgain) {
+  {
+    CoreHarness h(proxy_config(2));
+    h.upstream_script = kOk;
+    h.silent_upstreams = {kServer0};
+    h.send("POST /a HTTP/1.1\r\nHost: app\r\nContent-Length: 1\r\n\r\nz");
+    h.run();
+    h.advance(2000ms);
+    EXPECT_TRUE(h.output().starts_with("HTTP/1.1 504 ")) << h.output();
+    EXPECT_EQ(h.connects_to(kServer1), 0);
+  }
+  {
+    CoreHarness h(proxy_config(2));
+    h.upstream_script = kOk;
+    h.resetting_upstreams = {kServer0};
+    h.send("POST /a HTTP/1.1\r\nHost: app\r\n\r\n");
+    h.run();
+    EXPECT_TRUE(h.output().starts_with("HTTP/1.1 502 ")) << h.output();
+    EXPECT_EQ(h.connects_to(kServer1), 0);
+  }
+}
+
+// A body too big to hold cannot be sent again.
+TEST(ProxyFailover, BodyTooBigToHoldIsNotSentAgain) {
+  core::Config cfg = proxy_config(2);
+  cfg.limits.max_body = 1 << 20;
+  CoreHarness h(cfg);
+  h.upstream_script = kOk;
+  h.silent_upstreams = {kServer0};
+  const std::string body(100 * 1024, 'b');
+  h.send("PUT /a HTTP/1.1\r\nHost: app\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\n\r\n" + body);
+  h.run();
+  h.advance(2000ms);
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 504 ")) << h.output().substr(0, 200);
+  EXPECT_EQ(h.connects_to(kServer1), 0);
+}
+
+// Once the response head reached the client, a failure cuts the response: no retry.
+TEST(ProxyFailover, NoRetryOnceTheResponseHeadWasSent) {
+  CoreHarness h(proxy_config(2));
+  h.upstream_script = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+  h.send("GET /a HTTP/1.1\r\nHost: app\r\n\r\n");
+  h.run();
+  h.advance(2000ms);
+  EXPECT_EQ(h.connects(), 1);
+  EXPECT_TRUE(h.output().starts_with("HTTP/1.1 200 OK\r\n")) << h.output();
+  EXPECT_TRUE(h.output().ends_with("abc")) << h.output();
+}
+
+// Only when no server answers does the client get 504 (all timed out) or 502; the number of
+// tries is bounded by next_upstream_tries, their time by next_upstream_timeout.
+TEST(ProxyFailover, TriesAreBoundedAndTheLastFailureGivesTheStatus) {
+  {
+    CoreHarness h(proxy_config(3));
+    h.silent_upstreams = {kServer0, kServer1, kServer2};
+    h.send("GET /a HTTP/1.1\r\nHost: app\r\n\r\n");
+    h.run();
+    h.advance(2000ms);
+    h.advance(2000ms);
+    EXPECT_EQ(h.output(), "");
+    h.advance(2000ms);
+    EXPECT_EQ(h.connects(), 3);
+    EXPECT_TRUE(h.output().starts_with("HTTP/1.1 504 ")) << h.output();
+  }
+  {
+    core::Config cfg = proxy_config(3);
+    cfg.groups[0].next_upstream_tries = 2;
+    CoreHarness h(cfg);
+    h.silent_upstreams = {kServer0, kServer1, kServer2};
+    h.send("GET /a HTTP/1.1\r\nHost: app\r\n\r\n");
+    h.run();
+    h.advance(2000ms);
+    h.advance(2000ms);
+    EXPECT_EQ(h.connects(), 2);
+    EXPECT_TRUE(h.output().starts_with("HTTP/1.1 504 ")) << h.output();
+  }
+  {
+    core::Config cfg = proxy_config(3);
+    cfg.groups[0].next_upstream_timeout = 3000ms;
+    CoreHarness h(cfg);
+    h.silent_upstreams = {kServer0, kServer1, kServer2};
+    h.send("GET /a HTTP/1.1\r\nHost: app\r\n\r\n");
+    h.run();
+    h.advance(2000ms);  // 2 s in: a second try is allowed
+    h.advance(2000ms);  // 4 s in: no third
+    EXPECT_EQ(h.connects(), 2);
+    EXPECT_TRUE(h.output().starts_with("HTTP/1.1 504 ")) << h.output();
+  }
+  {
+    core::Config cfg = proxy_config(2);
+    CoreHarness h(cfg);
+    h.silent_upstreams = {kServer0};
+    h.resetting_upstreams = {kServer1};
+    h.send("GET /a HTTP/1.1\r\nHost: app\r\n\r\n");
+    h.run();
+    h.advance(2000ms);
+    EXPECT_EQ(h.connects(), 2);
+    EXPECT_TRUE(h.output().starts_with("HTTP/1.1 502 ")) << h.output();
+  }
+}
+
 }  // namespace
 }  // namespace gearbox
