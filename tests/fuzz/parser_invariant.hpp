@@ -1,5 +1,9 @@
-// The invariant the parser fuzz targets and the corpus replay test check: any input, fed whole
-// or a byte at a time, never crashes, breaks no step contract, and yields the same trace.
+// The invariant the parser fuzz targets and the corpus replay test check: any input, fed whole,
+// in two pieces or a byte at a time, never crashes, breaks no step contract, and yields the
+// same trace. The trace is the whole message as the parser reported it: each head (method or
+// status and reason, target, version, every field name and value, framing, Content-Length,
+// keep-alive, Expect, upgrade), the body bytes, each end with its trailer fields, the error
+// status, and the bytes left after an upgrade.
 #pragma once
 
 #include <algorithm>
@@ -14,6 +18,54 @@ namespace gearbox::fuzz {
 
 // A trace of what a parser reported for `input` delivered in pieces of `piece` bytes (0 = whole).
 // Broken step contracts are appended to `violations`.
+// Length-prefixed, so that no two different heads describe alike.
+inline void put(std::string& out, std::string_view text) {
+  out += std::to_string(text.size());
+  out += ':';
+  out += text;
+  out += ' ';
+}
+
+inline void put_fields(std::string& out, const http::Headers& fields) {
+  out += std::to_string(fields.size()) + " fields\n";
+  for (http::Field f : fields) {
+    out += "  ";
+    put(out, f.name);
+    put(out, f.value);
+    out += '\n';
+  }
+}
+
+inline void put_framing(std::string& out, http::Framing framing, std::uint64_t length,
+                        bool keep_alive) {
+  out += "framing " + std::to_string(static_cast<int>(framing)) + " length " +
+         std::to_string(length) + (keep_alive ? " keep-alive" : " close");
+}
+
+inline std::string describe(const http::RequestHead& h) {
+  std::string out = "head ";
+  put(out, h.method);
+  out += std::to_string(static_cast<int>(h.method_kind)) + " ";
+  put(out, h.target);
+  out += "1." + std::to_string(h.version_minor) + " ";
+  put_framing(out, h.framing, h.content_length, h.keep_alive);
+  out += h.expect_continue ? " expect" : "";
+  out += h.upgrade ? " upgrade" : "";
+  out += '\n';
+  put_fields(out, h.headers);
+  return out;
+}
+
+inline std::string describe(const http::ResponseHead& h) {
+  std::string out = "head " + std::to_string(h.status) + " ";
+  put(out, h.reason);
+  out += "1." + std::to_string(h.version_minor) + " ";
+  put_framing(out, h.framing, h.content_length, h.keep_alive);
+  out += '\n';
+  put_fields(out, h.headers);
+  return out;
+}
+
 template <typename Parser>
 std::string trace(Parser& parser, std::string_view input, std::size_t piece, bool eof,
                   std::string& violations) {
@@ -61,15 +113,22 @@ std::string trace(Parser& parser, std::string_view input, std::size_t piece, boo
         case Kind::kData:
           break;
         case Kind::kHead:
-          out += "head " + std::to_string(parser.head().headers.size()) + "\n";
+          out += describe(parser.head());
           break;
         case Kind::kEnd:
           flush();
-          out += "end " + std::to_string(parser.trailers().size()) + "\n";
+          out += "end, trailers: ";
+          put_fields(out, parser.trailers());
           break;
-        case Kind::kUpgrade:
+        case Kind::kUpgrade: {
+          // The rest of the stream is not HTTP: what is left of it must be the same bytes.
           flush();
-          return out + "upgrade\n";
+          out += "upgrade, then ";
+          std::string rest = buffer;
+          rest.append(input.substr(fed));
+          put(out, rest);
+          return out + "\n";
+        }
         case Kind::kError:
           flush();
           return out + "error " + std::to_string(http::status_of(s.error)) + "\n";
@@ -128,11 +187,15 @@ std::string check(std::string_view input, TraceFn fn) {
   std::string violations;
   std::string whole = fn(input, 0, violations);
   std::string bytewise = fn(input, 1, violations);
+  std::string halves = fn(input, input.size() / 2 + 1, violations);
   if (!violations.empty()) {
     return "contract broken: " + violations;
   }
   if (bytewise != whole) {
     return "whole:\n" + whole + "byte at a time:\n" + bytewise;
+  }
+  if (halves != whole) {
+    return "whole:\n" + whole + "in two pieces:\n" + halves;
   }
   return {};
 }
