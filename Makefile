@@ -8,7 +8,7 @@ BACKEND ?=
 CTEST_ARGS ?=
 
 DEB_PACKAGES := build-essential cmake pkg-config node-llhttp liburing-dev libboost-fiber-dev \
-  libboost-context-dev libcxxopts-dev libtomlplusplus-dev libgtest-dev libcurl4-openssl-dev \
+  libboost-context-dev libcxxopts-dev libtomlplusplus-dev libgtest-dev libcurl4-openssl-dev libbenchmark-dev \
   wrk curl nginx-light python3 python3-matplotlib util-linux procps iproute2 clang-format git systemd
 
 .PHONY: all deps build build-asan run test test-unit format format-check bench bench-smoke install clean
@@ -59,6 +59,10 @@ format-check:
 
 bench: build
 	python3 loadtest/run.py --build $(BUILD) $(BENCH_ARGS)
+
+# The core's own cost per request, without I/O (bench/core_bench.cpp).
+bench-core: build
+	./$(BUILD)/gearbox_core_bench $(BENCH_ARGS)
 
 bench-smoke: build
 	python3 loadtest/run.py --build $(BUILD) --smoke

@@ -94,6 +94,71 @@ void Loop::give_spare_buffer(char* b) {
   }
 }
 
+void Loop::serve(int fd, const sockaddr_storage* peer) {
+  sockaddr_storage addr{};
+  if (peer != nullptr) {
+    addr = *peer;
+  } else if (ctx_.upstreams != nullptr || config_.access_log) {
+    // A multishot accept reports no address: asked for only where it is used (X-Forwarded-For,
+    // the trusted-proxy check, the access log).
+    socklen_t len = sizeof addr;
+    ::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  }
+  serve_connection(*this, fd, addr);
+}
+
+void Loop::MultishotAcceptor::resolve(int res, unsigned flags) {
+  Loop& l = loop_;
+  if ((flags & IORING_CQE_F_MORE) == 0) {
+    armed = false;
+    cancelled = false;
+  }
+  if (res >= 0) {
+    l.accept_warned_ = false;
+    if (l.draining_) {
+      ::close(res);
+    } else {
+      l.accepted_.push_back(res);
+    }
+    return;
+  }
+  if (accept_should_pause(-res)) {
+    if (!l.accept_warned_) {
+      core::log_warn("uring backend: accept: %s; pausing accepts", std::strerror(-res));
+      l.accept_warned_ = true;
+    }
+    l.accept_paused_until_ = core::Clock::now() + kAcceptPause;
+  }
+}
+
+// Once per turn: serves what the multishot accepted (up to the cap), and keeps the multishot
+// armed exactly while there is room, so that past the cap connections wait in the backlog.
+void Loop::tend_multishot(core::TimePoint now) {
+  while (!accepted_.empty() && (live_ < cap_ || draining_)) {
+    int fd = accepted_.front();
+    accepted_.pop_front();
+    if (draining_) {
+      ::close(fd);
+    } else {
+      serve(fd, nullptr);
+    }
+  }
+  const bool want = !draining_ && live_ + accepted_.size() < cap_ && now >= accept_paused_until_;
+  if (want && !multishot_.armed) {
+    io_uring_prep_multishot_accept(ring_.sqe_for(&multishot_), listen_fd_, nullptr, nullptr,
+                                   SOCK_CLOEXEC);
+    multishot_.armed = true;
+  } else if (!want && multishot_.armed && !multishot_.cancelled) {
+    prep_cancel(ring_, &multishot_);
+    multishot_.cancelled = true;
+  }
+  if (draining_ && !multishot_.armed && listen_fd_ >= 0) {
+    ::close(listen_fd_);
+    listen_fd_ = -1;
+    acceptor_done_ = true;
+  }
+}
+
 Detached Loop::accept_loop() {
   bool warned = false;  // one warning per streak of failures
   while (!draining_) {
@@ -116,7 +181,7 @@ Detached Loop::accept_loop() {
         ::close(fd);
         break;
       }
-      serve_connection(*this, fd, peer);
+      serve(fd, &peer);
       continue;
     }
     const int err = -fd;
@@ -154,6 +219,10 @@ void Loop::begin_drain(core::TimePoint now) {
   if (accept_op_ != nullptr) {
     prep_cancel(ring_, accept_op_);
   }
+  if (multishot_.armed && !multishot_.cancelled) {
+    prep_cancel(ring_, &multishot_);
+    multishot_.cancelled = true;
+  }
   if (capacity_waiter_) {
     ring_.schedule(capacity_waiter_);
     capacity_waiter_ = {};
@@ -167,14 +236,14 @@ bool Loop::finished() const {
   return draining_ && live_ == 0 && acceptor_done_ && drain_watch_done_;
 }
 
-int Loop::run(bool log_features) {
-  if (int err = ring_.init(kRingEntries, config_.sqpoll); err != 0) {
+int Loop::run(int log_loops) {
+  if (int err = ring_.init(kRingEntries, config_.sqpoll, basic_ring_); err != 0) {
     core::log_error("uring backend: io_uring set-up failed: %s", std::strerror(-err));
     return 1;
   }
-  if (log_features) {
-    core::log_info("uring backend: io_uring features in use: %s",
-                   ring_.features().describe().c_str());
+  if (log_loops > 0) {
+    core::log_info("uring backend: %d loop%s; io_uring features in use: %s", log_loops,
+                   log_loops == 1 ? "" : "s", ring_.features().describe().c_str());
   }
   // Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per connection.
   int one = 1;
@@ -182,14 +251,24 @@ int Loop::run(bool log_features) {
   if (pool_) {
     next_sweep_ = core::Clock::now() + std::chrono::seconds(1);
   }
-  accept_loop();
+  const bool multishot = ring_.features().multishot_accept;
+  if (!multishot) {
+    accept_loop();
+  }
   watch_drain();
   for (;;) {
     ring_.run_ready();
+    if (multishot) {
+      tend_multishot(core::Clock::now());
+      ring_.run_ready();
+    }
     if (finished()) {
       break;
     }
     core::TimePoint wake = std::min({deadlines_.earliest(), next_sweep_, drain_deadline_});
+    if (multishot && accept_paused_until_ > core::Clock::now()) {
+      wake = std::min(wake, accept_paused_until_);
+    }
     ring_.submit_and_wait(wake);
     const core::TimePoint now = core::Clock::now();
     while (DeadlineEntry* e = deadlines_.pop_due(now)) {

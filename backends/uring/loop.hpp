@@ -8,6 +8,7 @@
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
+#include <deque>
 #include <memory>
 #include <vector>
 
@@ -33,8 +34,11 @@ class Loop {
   Loop& operator=(const Loop&) = delete;
 
   // Sets up the ring (on the calling thread: the ring is single-issuer), serves until drained,
-  // returns the exit status. `log_features`: write the start-up line naming what is in use.
-  int run(bool log_features);
+  // returns the exit status. `log_loops` > 0: write the start-up line naming the ring features
+  // in use and that many loops.
+  int run(int log_loops);
+  // Before run(): use none of the optional ring features (tests of the fallback paths).
+  void use_basic_ring() { basic_ring_ = true; }
 
   // --- For the connections' pumps -------------------------------------------------------------
   Ring& ring() { return ring_; }
@@ -54,7 +58,18 @@ class Loop {
 
  private:
   struct CapacityAwait;
+  // Multishot accept: one SQE yields a CQE per accepted connection until cancelled or failed.
+  class MultishotAcceptor final : public Resolver {
+   public:
+    explicit MultishotAcceptor(Loop& loop) : loop_(loop) {}
+    void resolve(int res, unsigned flags) override;
+    Loop& loop_;
+    bool armed = false;
+    bool cancelled = false;
+  };
   Detached accept_loop();
+  void tend_multishot(core::TimePoint now);
+  void serve(int fd, const sockaddr_storage* peer);
   Detached watch_drain();
   void begin_drain(core::TimePoint now);
   bool finished() const;
@@ -73,6 +88,7 @@ class Loop {
   std::coroutine_handle<> capacity_waiter_;
   Resolver* accept_op_ = nullptr;  // the accept (or accept back-off) in flight
 
+  bool basic_ring_ = false;
   bool draining_ = false;
   bool killed_ = false;
   bool acceptor_done_ = false;
@@ -80,6 +96,11 @@ class Loop {
   core::TimePoint drain_deadline_ = core::kNever;
   core::TimePoint next_sweep_ = core::kNever;
   std::vector<char*> spare_buffers_;
+
+  MultishotAcceptor multishot_{*this};
+  std::deque<int> accepted_;  // accepted by the multishot while at the cap: served in turn
+  bool accept_warned_ = false;
+  core::TimePoint accept_paused_until_{};
 };
 
 }  // namespace gearbox::backends::uring

@@ -92,18 +92,21 @@ Ring::~Ring() {
   }
 }
 
-int Ring::init(unsigned entries, bool sqpoll) {
+int Ring::init(unsigned entries, bool sqpoll, bool basic) {
   struct Attempt {
     unsigned flags;
     bool defer, coop, poll;
   };
   std::vector<Attempt> attempts;
-  if (sqpoll) {
+  if (sqpoll && !basic) {
     attempts.push_back({IORING_SETUP_SQPOLL | IORING_SETUP_SINGLE_ISSUER, false, false, true});
     attempts.push_back({IORING_SETUP_SQPOLL, false, false, true});
   }
-  attempts.push_back({IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, true, false, false});
-  attempts.push_back({IORING_SETUP_COOP_TASKRUN, false, true, false});
+  if (!basic) {
+    attempts.push_back(
+        {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, true, false, false});
+    attempts.push_back({IORING_SETUP_COOP_TASKRUN, false, true, false});
+  }
   attempts.push_back({0, false, false, false});
   int err = -ENOSYS;
   for (const Attempt& a : attempts) {
@@ -126,6 +129,9 @@ int Ring::init(unsigned entries, bool sqpoll) {
   }
   if (!live_) {
     return err;
+  }
+  if (basic) {
+    return 0;
   }
   features_.registered_fd = !features_.sqpoll && io_uring_register_ring_fd(&ring_) == 1;
   setup_buffer_ring();
@@ -330,6 +336,8 @@ std::string io_uring_unavailable() {
         int value = 0;
         if (std::fscanf(f, "%d", &value) == 1 && value != 0) {
           text += " (kernel.io_uring_disabled=" + std::to_string(value) + ")";
+        } else if (err == -EPERM) {
+          text += " (a seccomp filter?)";
         }
         std::fclose(f);
       } else if (err == -EPERM) {

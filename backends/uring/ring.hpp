@@ -42,7 +42,8 @@ class Ring final : public Scheduler {
   Ring& operator=(const Ring&) = delete;
 
   // Sets the ring up, trying the best flags first. 0 or a negative errno (nothing usable).
-  int init(unsigned entries, bool sqpoll);
+  // `basic`: none of the optional features (the fallback path everywhere; tests use it).
+  int init(unsigned entries, bool sqpoll, bool basic = false);
   const RingFeatures& features() const { return features_; }
 
   io_uring_sqe* sqe_for(Resolver* r) override;

@@ -58,19 +58,24 @@ void RingPump::completed(Op& op, int res, unsigned flags) {
   if (op.slot == kClientRead) {
     // Received bytes are the pump's until the core takes them (they may wait a while: the core
     // wants no read while it writes a response).
+    Input in{nullptr, 0, res > 0 ? static_cast<std::size_t>(res) : 0, -1};
     if ((flags & IORING_CQE_F_BUFFER) != 0) {
-      input_buffer_id_ = static_cast<int>(flags >> IORING_CQE_BUFFER_SHIFT);
-      input_ = loop_.ring().buffer(static_cast<unsigned>(input_buffer_id_));
-    } else if (spare_ != nullptr) {
-      input_buffer_id_ = -1;
-      input_ = spare_;
+      in.buffer_id = static_cast<int>(flags >> IORING_CQE_BUFFER_SHIFT);
+      in.data = loop_.ring().buffer(static_cast<unsigned>(in.buffer_id));
+    } else if (spare_ != nullptr && !op.in_flight) {
+      in.data = spare_;
       spare_ = nullptr;
     }
-    if (res > 0) {
-      input_begin_ = 0;
-      input_end_ = static_cast<std::size_t>(res);
-    } else {
-      drop_input();
+    if (in.data != nullptr) {
+      input_.push_back(in);
+      if (in.end == 0) {
+        pop_input();  // no bytes in it: straight back
+      }
+    }
+    if (multishot_ && op.in_flight && input_.size() - input_first_ >= kHoldLimit) {
+      cancel(op);
+    }
+    if (res <= 0) {
       if (res == 0) {
         client_eof_ = true;
       } else if (res == -ENOBUFS) {
@@ -86,17 +91,23 @@ void RingPump::completed(Op& op, int res, unsigned flags) {
   notify();
 }
 
-void RingPump::drop_input() {
-  if (input_ != nullptr) {
-    if (input_buffer_id_ >= 0) {
-      loop_.ring().give_back(static_cast<unsigned>(input_buffer_id_));
-    } else {
-      loop_.give_spare_buffer(input_);
-    }
+void RingPump::pop_input() {
+  Input& in = input_[input_first_++];
+  if (in.buffer_id >= 0) {
+    loop_.ring().give_back(static_cast<unsigned>(in.buffer_id));
+  } else {
+    loop_.give_spare_buffer(in.data);
   }
-  input_ = nullptr;
-  input_begin_ = input_end_ = 0;
-  input_buffer_id_ = -1;
+  if (input_first_ == input_.size()) {
+    input_.clear();
+    input_first_ = 0;
+  }
+}
+
+void RingPump::drop_input() {
+  while (has_input()) {
+    pop_input();
+  }
 }
 
 bool RingPump::apply(core::Connection& c) {
@@ -177,12 +188,13 @@ bool RingPump::step(core::Connection& c, core::Wants& w, core::TimePoint now) {
     }
   }
   if (!w.client_read.empty()) {
-    if (input_begin_ < input_end_) {
-      const std::size_t n = std::min(w.client_read.size(), input_end_ - input_begin_);
-      std::memcpy(w.client_read.data(), input_ + input_begin_, n);
-      input_begin_ += n;
-      if (input_begin_ == input_end_) {
-        drop_input();
+    if (has_input()) {
+      Input& in = input_[input_first_];
+      const std::size_t n = std::min(w.client_read.size(), in.end - in.begin);
+      std::memcpy(w.client_read.data(), in.data + in.begin, n);
+      in.begin += n;
+      if (in.begin == in.end) {
+        pop_input();
       }
       c.on_client_read(n, now);
       return refresh();
@@ -296,13 +308,19 @@ void RingPump::submit_send(Op& op, int fd, msghdr& msg, std::span<const iovec> i
 
 void RingPump::submit(const core::Wants& w) {
   Ring& ring = loop_.ring();
-  if (Op& op = ops_[kClientRead]; !w.client_read.empty() && !op.in_flight &&
-                                  input_begin_ == input_end_ && !client_eof_ && client_err_ == 0) {
+  if (Op& op = ops_[kClientRead];
+      !w.client_read.empty() && !op.in_flight && !has_input() && !client_eof_ && client_err_ == 0) {
     io_uring_sqe* sqe = ring.sqe_for(&op);
+    multishot_ = false;
     if (ring.has_buffers() && !no_buffers_) {
       // The kernel picks the buffer when bytes arrive: a connection waiting for its next
-      // request pins none.
-      io_uring_prep_recv(sqe, fd_, nullptr, Ring::kBufferSize, 0);
+      // request pins none. A multishot receive stays armed across requests.
+      multishot_ = ring.features().multishot_recv;
+      if (multishot_) {
+        io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
+      } else {
+        io_uring_prep_recv(sqe, fd_, nullptr, Ring::kBufferSize, 0);
+      }
       sqe->flags |= IOSQE_BUFFER_SELECT;
       sqe->buf_group = Ring::kBufferGroup;
     } else {

@@ -11,6 +11,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "backends/uring/deadline_heap.hpp"
 #include "backends/uring/task.hpp"
@@ -92,6 +93,8 @@ class RingPump final : public DeadlineEntry {
   void submit_send(Op& op, int fd, msghdr& msg, std::span<const iovec> iov);
   void cancel(Op& op);
   void drop_input();
+  void pop_input();
+  bool has_input() const { return input_first_ < input_.size(); }
 
   Loop& loop_;
   const int fd_;
@@ -102,15 +105,24 @@ class RingPump final : public DeadlineEntry {
   bool killed_ = false;
   bool shut_ = false;
 
-  // Received client bytes the core has not taken yet (they wait for it to want a read).
-  char* input_ = nullptr;
-  std::size_t input_begin_ = 0;
-  std::size_t input_end_ = 0;
-  int input_buffer_id_ = -1;  // from the provided-buffer ring; -1: a spare buffer
-  char* spare_ = nullptr;     // spare buffer lent to the receive in flight
-  bool no_buffers_ = false;   // the ring was empty: the next receive uses a spare buffer
-  bool client_eof_ = false;   // EOF received, not yet reported
-  int client_err_ = 0;        // receive error, not yet reported
+  // Received client bytes the core has not taken yet, oldest first (they wait for it to want a
+  // read). A multishot receive may complete several times before the coroutine runs.
+  struct Input {
+    char* data;
+    std::size_t begin;
+    std::size_t end;
+    int buffer_id;  // from the provided-buffer ring; -1: a spare buffer
+  };
+  // Held receives at which a multishot receive is cancelled: the core is not reading, and the
+  // client must not fill the loop's buffer ring (backpressure, as with single-shot receives).
+  static constexpr std::size_t kHoldLimit = 4;
+  std::vector<Input> input_;
+  std::size_t input_first_ = 0;
+  char* spare_ = nullptr;    // spare buffer lent to the receive in flight
+  bool multishot_ = false;   // the receive in flight is multishot
+  bool no_buffers_ = false;  // the ring was empty: the next receive uses a spare buffer
+  bool client_eof_ = false;  // EOF received, not yet reported
+  int client_err_ = 0;       // receive error, not yet reported
 
   msghdr client_msg_{};
   msghdr upstream_msg_{};

@@ -64,7 +64,7 @@ int UringBackend::run(const core::Config& config, core::Listener& listener, int 
   std::vector<int> status(static_cast<std::size_t>(workers), 0);
   auto serve = [&](int i) {
     uring::Loop loop(config, upstreams.get(), fds[static_cast<std::size_t>(i)], drain_fd, share);
-    status[static_cast<std::size_t>(i)] = loop.run(i == 0);
+    status[static_cast<std::size_t>(i)] = loop.run(i == 0 ? workers : 0);
   };
   std::vector<std::thread> threads;
   for (int i = 1; i < workers; ++i) {

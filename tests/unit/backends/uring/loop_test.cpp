@@ -32,6 +32,10 @@ using namespace std::chrono_literals;
 using test::Millis;
 using test::Socket;
 
+// Every test runs twice: with the ring features this kernel has, and with none of them (plain
+// ring, single-shot accept and receive into spare buffers: the fallback paths).
+bool g_basic_ring = false;
+
 // One Loop on its own thread, listening on 127.0.0.1:0, configured by flags.
 class LoopThread {
  public:
@@ -53,7 +57,10 @@ class LoopThread {
     }
     thread_ = std::thread([this, fd = listener->fd] {
       Loop loop(config_, upstreams_.get(), fd, drain_[0], config_.max_connections);
-      status_ = loop.run(false);
+      if (g_basic_ring) {
+        loop.use_basic_ring();
+      }
+      status_ = loop.run(0);
       stopped_ = true;
     });
   }
@@ -90,12 +97,13 @@ class LoopThread {
   int status_ = -1;
 };
 
-class UringLoopTest : public ::testing::Test {
+class UringLoopTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     if (std::string why = io_uring_unavailable(); !why.empty()) {
       GTEST_SKIP() << "io_uring unavailable here: " << why;
     }
+    g_basic_ring = GetParam();
   }
 };
 
@@ -146,7 +154,7 @@ void expect_plaintext_served(int port) {
   EXPECT_EQ(r.body, "Hello, World!");
 }
 
-TEST_F(UringLoopTest, DrainTimeoutClosesAConnectionWithItsReceiveInFlight) {
+TEST_P(UringLoopTest, DrainTimeoutClosesAConnectionWithItsReceiveInFlight) {
   LoopThread loop({"--drain-timeout", "200ms"});
   Socket s = Socket::connect(loop.port());
   ASSERT_TRUE(s.send_all("GET /plaintext HTTP/1.1\r\nHost: t\r\n"));  // head unfinished
@@ -157,7 +165,7 @@ TEST_F(UringLoopTest, DrainTimeoutClosesAConnectionWithItsReceiveInFlight) {
   EXPECT_EQ(s.wait_for_close(2s).closed, true);
 }
 
-TEST_F(UringLoopTest, LingerEndsWithItsReceiveInFlightWhileTheLoopServesOn) {
+TEST_P(UringLoopTest, LingerEndsWithItsReceiveInFlightWhileTheLoopServesOn) {
   LoopThread loop({});
   Socket s = Socket::connect(loop.port());
   ASSERT_TRUE(s.send_all("GET /plaintext HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
@@ -170,7 +178,7 @@ TEST_F(UringLoopTest, LingerEndsWithItsReceiveInFlightWhileTheLoopServesOn) {
   EXPECT_TRUE(loop.drain(5s));
 }
 
-TEST_F(UringLoopTest, ClientResetWithTheSendInFlight) {
+TEST_P(UringLoopTest, ClientResetWithTheSendInFlight) {
   LoopThread loop({"--max-body", "64m"});
   int fd = connect_small_window(loop.port());
   // A 32 MiB echo to a client that reads nothing: the server's send stalls in flight, then its
@@ -179,27 +187,27 @@ TEST_F(UringLoopTest, ClientResetWithTheSendInFlight) {
   std::string request =
       "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body) + "\r\n\r\n" +
       std::string(body, 'x');
-  std::size_t sent = send_some(fd, request, 1500ms);
+  std::size_t sent = send_some(fd, request, 700ms);
   EXPECT_LT(sent, request.size()) << "the server never stalled";
   reset_close(fd);
   expect_plaintext_served(loop.port());  // the loop carries on
   EXPECT_TRUE(loop.drain(5s));
 }
 
-TEST_F(UringLoopTest, DrainTimeoutClosesAConnectionWithItsSendInFlight) {
+TEST_P(UringLoopTest, DrainTimeoutClosesAConnectionWithItsSendInFlight) {
   LoopThread loop({"--max-body", "64m", "--drain-timeout", "200ms"});
   int fd = connect_small_window(loop.port());
   const std::size_t body = 32u << 20;
   std::string request =
       "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body) + "\r\n\r\n" +
       std::string(body, 'x');
-  std::size_t sent = send_some(fd, request, 1500ms);
+  std::size_t sent = send_some(fd, request, 700ms);
   EXPECT_LT(sent, request.size()) << "the server never stalled";
   EXPECT_TRUE(loop.drain(5s));
   ::close(fd);
 }
 
-TEST_F(UringLoopTest, ClientResetMidBody) {
+TEST_P(UringLoopTest, ClientResetMidBody) {
   LoopThread loop({});
   int fd = connect_small_window(loop.port());
   std::string head = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n";
@@ -210,7 +218,7 @@ TEST_F(UringLoopTest, ClientResetMidBody) {
   EXPECT_TRUE(loop.drain(5s));
 }
 
-TEST_F(UringLoopTest, DelayDeadlinePendingAtDrainTimeout) {
+TEST_P(UringLoopTest, DelayDeadlinePendingAtDrainTimeout) {
   LoopThread loop({"--drain-timeout", "200ms"});
   Socket s = Socket::connect(loop.port());
   ASSERT_TRUE(s.send_all("GET /delay/20000 HTTP/1.1\r\nHost: t\r\n\r\n"));
@@ -220,7 +228,7 @@ TEST_F(UringLoopTest, DelayDeadlinePendingAtDrainTimeout) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
 }
 
-TEST_F(UringLoopTest, UpstreamConnectInFlightWhenTheConnectTimeoutFires) {
+TEST_P(UringLoopTest, UpstreamConnectInFlightWhenTheConnectTimeoutFires) {
   // A listener whose accept queue is full and never drained: further SYNs are dropped, so a
   // connect to it stays in flight.
   int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -265,7 +273,7 @@ TEST_F(UringLoopTest, UpstreamConnectInFlightWhenTheConnectTimeoutFires) {
   ::close(lfd);
 }
 
-TEST_F(UringLoopTest, UpstreamResetMidResponse) {
+TEST_P(UringLoopTest, UpstreamResetMidResponse) {
   test::FakeUpstream upstream;
   ASSERT_TRUE(upstream.start([](test::FakeConnection& c) {
     if (!c.read_head()) {
@@ -289,7 +297,7 @@ TEST_F(UringLoopTest, UpstreamResetMidResponse) {
   upstream.stop();
 }
 
-TEST_F(UringLoopTest, DrainWithAThousandIdleKeepAliveConnections) {
+TEST_P(UringLoopTest, DrainWithAThousandIdleKeepAliveConnections) {
   LoopThread loop({});
   std::vector<Socket> clients;
   for (int i = 0; i < 1000; ++i) {
@@ -310,6 +318,11 @@ TEST_F(UringLoopTest, DrainWithAThousandIdleKeepAliveConnections) {
     EXPECT_TRUE(s.wait_for_close(2s).closed);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Rings, UringLoopTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? std::string("BasicRing") : std::string("Features");
+                         });
 
 }  // namespace
 }  // namespace gearbox::backends::uring

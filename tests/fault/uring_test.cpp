@@ -1,0 +1,94 @@
+// The uring backend's own cases: a host that forbids io_uring (seccomp) gets a one-line refusal
+// with exit status 2 and a --help that says so; --max-connections holds with the ring; N loops
+// (--workers) serve together and drain together.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "tests/conformance/conformance.hpp"
+#include "tests/support/http_client.hpp"
+#include "tests/support/server_process.hpp"
+
+namespace gearbox::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+bool uring_here() {
+  ProcessResult r = run_process({gearbox_binary(), "--backend", "uring", "--check"});
+  return r.status == 0;
+}
+
+TEST(UringBackend, ForbiddenIoUringIsOneLineAndExit2) {
+  ProcessResult r = run_process({GEARBOX_NO_URING_EXEC, gearbox_binary(), "--backend", "uring",
+                                 "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(r.status, 2) << r.err_text();
+  ASSERT_EQ(r.err_lines.size(), 1u) << r.err_text();
+  EXPECT_NE(r.err_lines[0].find("--backend: backend \"uring\" is not available here"),
+            std::string::npos)
+      << r.err_lines[0];
+  EXPECT_NE(r.err_lines[0].find("io_uring_setup"), std::string::npos) << r.err_lines[0];
+
+  ProcessResult help = run_process({GEARBOX_NO_URING_EXEC, gearbox_binary(), "--help"});
+  EXPECT_EQ(help.status, 0);
+  EXPECT_NE(help.out.find("(unavailable here: io_uring_setup"), std::string::npos) << help.out;
+}
+
+TEST(UringBackend, MaxConnectionsHoldsTheRestInTheBacklog) {
+  if (!uring_here()) {
+    GTEST_SKIP() << "io_uring unavailable here";
+  }
+  ServerProcess server;
+  ASSERT_TRUE(server.start(gearbox_binary(), {"--backend", "uring", "--listen", "127.0.0.1:0",
+                                              "--max-connections", "2"}));
+  const std::string get = "GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n";
+  std::vector<Socket> held;
+  for (int i = 0; i < 2; ++i) {
+    held.push_back(Socket::connect(server.port()));
+    ASSERT_TRUE(held.back().send_all(get));
+    HttpResponse r = held.back().read_response(5s);
+    ASSERT_TRUE(r.ok()) << r.error;
+  }
+  Socket third = Socket::connect(server.port());  // completes in the kernel's backlog
+  ASSERT_TRUE(third.valid()) << third.error();
+  ASSERT_TRUE(third.send_all(get));
+  HttpResponse early = third.read_response(400ms);
+  EXPECT_FALSE(early.ok()) << "a third connection was served past --max-connections 2";
+  held[0].close();
+  HttpResponse late = third.read_response(5s);
+  ASSERT_TRUE(late.ok()) << late.error;
+  EXPECT_EQ(late.status, 200);
+  EXPECT_EQ(server.stop(), 0) << server.log_text();
+}
+
+TEST(UringBackend, WorkersServeTogetherAndDrainTogether) {
+  if (!uring_here()) {
+    GTEST_SKIP() << "io_uring unavailable here";
+  }
+  ServerProcess server;
+  ASSERT_TRUE(server.start(gearbox_binary(),
+                           {"--backend", "uring", "--listen", "127.0.0.1:0", "--workers", "3"}));
+  ASSERT_TRUE(server.wait_for_log("uring backend: 3 loops", 2s)) << server.log_text();
+  std::vector<Socket> clients;
+  for (int i = 0; i < 60; ++i) {
+    clients.push_back(Socket::connect(server.port()));
+    ASSERT_TRUE(clients.back().send_all("GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"));
+  }
+  for (Socket& s : clients) {
+    HttpResponse r = s.read_response(5s);
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.status, 200);
+  }
+  // Idle keep-alive connections on every loop do not hold the drain up.
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(server.stop(), 0) << server.log_text();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  for (const std::string& line : server.log_lines()) {
+    EXPECT_EQ(line.find("shares the first listener"), std::string::npos) << line;
+  }
+}
+
+}  // namespace
+}  // namespace gearbox::test
