@@ -43,7 +43,7 @@ const BackendInfo* find_backend(std::string_view name) {
 }
 
 std::string_view default_backend() {
-  return "thread";
+  return backends::uring_unavailable().empty() ? "uring" : "pool";
 }
 
 }  // namespace gearbox::core

@@ -1,8 +1,9 @@
 // The core's own cost per request, without I/O (Google Benchmark): core::Connection driven
 // in memory by a minimal driver (bytes in, writes acknowledged, nothing copied out), for a
 // keep-alive GET /plaintext, 16 pipelined ones per read (TechEmpower's depth), and a proxied
-// GET over a pooled upstream connection. `time/req` (CPU time per request) is the figure; allocations per request and
-// the heap bytes one idle keep-alive connection holds are counted by the operator new below.
+// GET over a pooled upstream connection. `time/req` (CPU time per request) is the figure;
+// allocations per request and the heap bytes one idle keep-alive connection holds are counted by
+// the operator new below.
 #include <arpa/inet.h>
 #include <benchmark/benchmark.h>
 #include <malloc.h>
@@ -169,9 +170,8 @@ std::string repeat(std::string_view s, int n) {
 }
 
 void report(benchmark::State& state, long long requests, long long allocs, long long writes) {
-  state.counters["time/req"] = benchmark::Counter(static_cast<double>(requests),
-                                                benchmark::Counter::kIsRate |
-                                                    benchmark::Counter::kInvert);
+  state.counters["time/req"] = benchmark::Counter(
+      static_cast<double>(requests), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.counters["allocs/req"] =
       static_cast<double>(allocs) / static_cast<double>(requests > 0 ? requests : 1);
   state.counters["writes/req"] =

@@ -38,6 +38,7 @@ struct BackendInfo {
 // The explicit list of backends, in display order. Defined in backends/registry.cpp.
 const std::vector<BackendInfo>& backend_registry();
 const BackendInfo* find_backend(std::string_view name);
+// The backend used when none is named: `uring` where this host can run it, else `pool`.
 std::string_view default_backend();
 
 }  // namespace gearbox::core

@@ -650,7 +650,7 @@ ConfigResult load(int argc, const char* const* argv) {
   auto list = [] { return cxxopts::value<std::vector<std::string>>(); };
   // clang-format off
   options.add_options("Program")
-      ("backend", "concurrency backend (default thread; list below)", text(), "NAME")
+      ("backend", "concurrency backend (default uring where the host allows, else pool)", text(), "NAME")
       ("mode", "echo or proxy (default echo)", text(), "MODE")
       ("listen", "address to listen on (default 127.0.0.1:8080; port 0 = any)", text(), "ADDR:PORT")
       ("config", "TOML file; flags override its values", text(), "FILE")

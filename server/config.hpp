@@ -68,7 +68,7 @@ struct Cidr {
 
 struct Config {
   std::string config_file;  // empty when none
-  std::string backend = "thread";
+  std::string backend;      // empty: not chosen, main takes core::default_backend()
   Mode mode = Mode::kEcho;
   std::string listen = "127.0.0.1:8080";
   int backlog = 511;

@@ -157,6 +157,10 @@ int main(int argc, char** argv) {
   core::set_log_level(core::parse_log_level(config.log_level).value_or(LogLevel::kInfo));
   core::set_access_log(config.access_log);
 
+  const bool chosen_by_default = config.backend.empty();
+  if (chosen_by_default) {
+    config.backend = std::string(core::default_backend());
+  }
   const core::BackendInfo* backend_info = core::find_backend(config.backend);
   if (backend_info == nullptr) {
     log_line(LogLevel::kError, loaded.backend_source + ": unknown backend \"" + config.backend +
@@ -193,6 +197,13 @@ int main(int argc, char** argv) {
   std::unique_ptr<core::Backend> backend = backend_info->make();
   core::log_plain("listening on " + listener->address + " (backend " + config.backend + ", mode " +
                   std::string(core::mode_name(config.mode)) + ")");
+  if (chosen_by_default && config.backend == "uring") {
+    core::log_info("backend uring by default: this host runs io_uring");
+  } else if (chosen_by_default) {
+    const core::BackendInfo* uring = core::find_backend("uring");
+    core::log_info("backend %s by default: uring is not available here: %s", config.backend.c_str(),
+                   uring ? uring->unavailable().c_str() : "not built");
+  }
   core::log_debug("cpu calibration: %llu iterations per ms",
                   static_cast<unsigned long long>(config.cpu_iterations_per_ms));
   int status = backend->run(config, *listener, drain_fd);

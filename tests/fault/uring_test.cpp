@@ -22,8 +22,8 @@ bool uring_here() {
 }
 
 TEST(UringBackend, ForbiddenIoUringIsOneLineAndExit2) {
-  ProcessResult r = run_process({GEARBOX_NO_URING_EXEC, gearbox_binary(), "--backend", "uring",
-                                 "--listen", "127.0.0.1:0"});
+  ProcessResult r = run_process(
+      {GEARBOX_NO_URING_EXEC, gearbox_binary(), "--backend", "uring", "--listen", "127.0.0.1:0"});
   EXPECT_EQ(r.status, 2) << r.err_text();
   ASSERT_EQ(r.err_lines.size(), 1u) << r.err_text();
   EXPECT_NE(r.err_lines[0].find("--backend: backend \"uring\" is not available here"),
@@ -34,6 +34,27 @@ TEST(UringBackend, ForbiddenIoUringIsOneLineAndExit2) {
   ProcessResult help = run_process({GEARBOX_NO_URING_EXEC, gearbox_binary(), "--help"});
   EXPECT_EQ(help.status, 0);
   EXPECT_NE(help.out.find("(unavailable here: io_uring_setup"), std::string::npos) << help.out;
+}
+
+TEST(UringBackend, IsTheDefaultWhereTheHostAllowsElsePool) {
+  ServerProcess fallback;
+  ASSERT_TRUE(fallback.start(GEARBOX_NO_URING_EXEC, {gearbox_binary(), "--listen", "127.0.0.1:0"}));
+  EXPECT_EQ(fallback.backend(), "pool") << fallback.first_line();
+  EXPECT_TRUE(fallback.wait_for_log(
+      "info: backend pool by default: uring is not available here: io_uring_setup", 2s))
+      << fallback.log_text();
+  EXPECT_EQ(fallback.stop(), 0) << fallback.log_text();
+  if (!uring_here()) {
+    GTEST_SKIP() << "io_uring unavailable here";
+  }
+  ServerProcess server;
+  ASSERT_TRUE(server.start(gearbox_binary(), {"--listen", "127.0.0.1:0"}));
+  EXPECT_EQ(server.backend(), "uring") << server.first_line();
+  EXPECT_TRUE(server.wait_for_log("info: backend uring by default", 2s)) << server.log_text();
+  HttpResponse r = exchange(server.port(), "GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(server.stop(), 0) << server.log_text();
 }
 
 TEST(UringBackend, MaxConnectionsHoldsTheRestInTheBacklog) {
