@@ -360,7 +360,30 @@ const Key kKeys[] = {
      }},
     {"proxy_next_upstream_timeout",
      [](Loader& l, const Source& s) { l.defaults(s).next_upstream_timeout = get_duration(s, 0); }},
-    {"access_log", [](Loader& l, const Source& s) { l.config.access_log = get_bool(s); }},
+    {"access_log",
+     [](Loader& l, const Source& s) {
+       // A file path, "-" for stderr; in a file also true ("-") or false (off).
+       if (!s.from_flag && s.node->is_boolean()) {
+         l.config.access_log = get_bool(s) ? "-" : "";
+         return;
+       }
+       std::string text = get_string(s);
+       if (text.empty()) {
+         fail(s.label, "is empty (use a file path, or - for stderr)");
+       }
+       l.config.access_log = text;
+     }},
+    {"access_log_format",
+     [](Loader& l, const Source& s) {
+       std::string text = get_string(s);
+       if (text == "combined") {
+         l.config.access_log_format = AccessFormat::kCombined;
+       } else if (text == "json") {
+         l.config.access_log_format = AccessFormat::kJson;
+       } else {
+         fail(s.label, quoted(text) + " is not an access log format (use combined or json)");
+       }
+     }},
     {"log_level",
      [](Loader& l, const Source& s) {
        std::string text = get_string(s);
@@ -655,7 +678,8 @@ ConfigResult load(int argc, const char* const* argv) {
       ("listen", "address to listen on (default 127.0.0.1:8080; port 0 = any)", text(), "ADDR:PORT")
       ("config", "TOML file; flags override its values", text(), "FILE")
       ("check", "validate the configuration, print `configuration ok` and exit")
-      ("access-log", "log one line per request", cxxopts::value<bool>())
+      ("access-log", "log one line per response to FILE, or - for stderr (default off)", text(), "FILE")
+      ("access-log-format", "combined (nginx's, plus request time) or json (default combined)", text(), "FORMAT")
       ("log-level", "error, warn, info or debug (default info)", text(), "LEVEL")
       ("version", "print the version and exit")
       ("h,help", "print this help and exit");
@@ -739,7 +763,7 @@ ConfigResult load(int argc, const char* const* argv) {
       continue;
     }
     Source s{"--" + name, true, {}, nullptr};
-    if (name == "reuseport" || name == "access-log" || name == "sqpoll") {
+    if (name == "reuseport" || name == "sqpoll") {
       s.text = flags[name].as<bool>() ? "true" : "false";
     } else {
       s.text = flags[name].as<std::string>();

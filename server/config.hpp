@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "http/parser.hpp"
+#include "server/access_log.hpp"
 
 namespace gearbox::core {
 
@@ -92,7 +93,8 @@ struct Config {
   std::vector<Route> routes;          // proxy mode; empty = everything to groups[0]
   std::vector<Cidr> trusted_proxies;
 
-  bool access_log = false;
+  std::string access_log;  // empty: off; "-": stderr; otherwise a file path
+  AccessFormat access_log_format = AccessFormat::kCombined;
   std::string log_level = "info";
 
   // Not configurable: measured by main at start-up, used by /cpu/<ms> (the core has no clock).

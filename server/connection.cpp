@@ -69,6 +69,7 @@ void Connection::on_client_read(std::size_t n, TimePoint now) {
 void Connection::on_client_written(std::size_t n, TimePoint now) {
   State& s = *s_;
   s.to_client.consume(n);
+  s.exchange_bytes_out += n;
   s.send_deadline = s.to_client.empty() ? kNever : now + s.cfg.send_timeout;
   s.update(now);
 }

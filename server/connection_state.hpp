@@ -11,6 +11,7 @@
 #include "http/error.hpp"
 #include "http/parser.hpp"
 #include "http/serializer.hpp"
+#include "server/access_log.hpp"
 #include "server/connection.hpp"
 #include "server/cpu_burn.hpp"
 #include "server/echo.hpp"
@@ -42,6 +43,10 @@ struct Connection::State {
     client_deadline = now + cfg.header_timeout;
     update(now);
   }
+  // An exchange cut short (reset, abort, client gone) still gets its access-log line.
+  ~State() { end_exchange(last_now); }
+  State(const State&) = delete;
+  State& operator=(const State&) = delete;
 
   // --- What is happening on the client side --------------------------------------------------
   enum class Request : std::uint8_t {
@@ -72,6 +77,12 @@ struct Connection::State {
   bool echo_head_pending = false;  // the echo's 200 head is built but not yet queued
   int response_status = 0;         // for the access log
   TimePoint last_now{};            // the time of the event being handled (for Date)
+
+  // The exchange being served, for its access-log line: from its first byte to its end.
+  bool exchange_open = false;  // a request began and its line is not written yet
+  TimePoint exchange_start{};
+  std::uint64_t exchange_bytes_out = 0;  // bytes written to the client since it began
+  std::size_t response_head_size = 0;    // of those, the response head's
 
   OutQueue to_client;
   std::string client_head;  // response head (or whole small response) being written
@@ -132,6 +143,9 @@ struct Connection::State {
       continue_pending = false;
     }
     std::string_view input(in.get() + in_begin, in_end - in_begin);
+    if (request == Request::kIdle && !exchange_open) {
+      begin_exchange(now);
+    }
     http::ParseStep st = parser.feed(input);
     in_begin += st.consumed;
     if (input.empty() && st.kind == http::ParseStep::Kind::kNeedMore) {
@@ -269,11 +283,7 @@ struct Connection::State {
       return false;
     }
     handler = Handler::kNone;
-    if (access_log_enabled()) {
-      // Off the hot path unless asked for (--access-log).
-      log_access("%s \"%s %s\" %d", peer.address.c_str(), parser.head().method.c_str(),
-                 parser.head().target.c_str(), response_status);
-    }
+    end_exchange(now);
     if (!keep_alive || draining) {
       begin_close();
       return true;
@@ -281,6 +291,57 @@ struct Connection::State {
     request = Request::kIdle;
     client_deadline = now + cfg.idle_timeout;
     return true;
+  }
+
+  // --- The access log ------------------------------------------------------------------------
+
+  void begin_exchange(TimePoint now) {
+    exchange_open = true;
+    exchange_start = now;
+    exchange_bytes_out = 0;
+    response_head_size = 0;
+    response_status = 0;
+  }
+
+  // Writes the exchange's access-log line once, when its response is written, refused or cut
+  // (then also from ~State). A connection that closes before a request line was parsed and
+  // without an answer writes none. Off the hot path unless logging is on.
+  void end_exchange(TimePoint now) {
+    if (!exchange_open) {
+      return;
+    }
+    exchange_open = false;
+    if (!access_log_enabled()) {
+      return;
+    }
+    const http::RequestHead& h = parser.head();
+    bool head_seen = request != Request::kIdle && request != Request::kHead;
+    if (response_status == 0 && !head_seen) {
+      return;
+    }
+    AccessRecord r;
+    r.peer = peer.address;
+    if (!h.method.empty()) {
+      r.method = h.method;
+      r.target = h.target;
+      r.version_minor = h.version_minor;
+      r.referer = h.headers.get("Referer").value_or(std::string_view());
+      r.user_agent = h.headers.get("User-Agent").value_or(std::string_view());
+    }
+    r.status = response_status != 0 ? response_status : 499;  // nginx: client closed request
+    r.bytes_sent = exchange_bytes_out;
+    r.body_bytes =
+        exchange_bytes_out > response_head_size ? exchange_bytes_out - response_head_size : 0;
+    r.wall = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()) +
+             cfg.wall_offset;
+    r.request_time = now - exchange_start;
+    if (proxy) {
+      proxy->describe(r);
+    }
+    thread_local std::string line;
+    line.clear();
+    format_access(line, r, access_log_format());
+    write_access_line(line);
   }
 
   // --- Echo responses --------------------------------------------------------------------------
@@ -313,6 +374,7 @@ struct Connection::State {
     http::append_field(client_head, "Content-Type", "text/plain");
     http::append_field(client_head, "Content-Length", static_cast<std::uint64_t>(body.size()));
     http::end_head(client_head);
+    response_head_size = client_head.size();
     if (!head_request()) {
       client_head.append(body);
     }
@@ -330,6 +392,7 @@ struct Connection::State {
     http::append_field(client_head, "Content-Type", "text/plain");
     http::append_field(client_head, "Content-Length", static_cast<std::uint64_t>(length));
     http::end_head(client_head);
+    response_head_size = client_head.size();
     if (!head_request()) {
       client_head.append(h.method).append(" ").append(h.target);
       client_head.append(h.version_minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
@@ -353,6 +416,7 @@ struct Connection::State {
       http::append_field(client_head, "Content-Length", h.content_length);
     }
     http::end_head(client_head);
+    response_head_size = client_head.size();
     // The head waits for the first body byte (or the end), so that a body malformed from its
     // first byte still gets its 400 instead of a 200 cut short.
     echo_head_pending = true;
@@ -397,6 +461,7 @@ struct Connection::State {
     http::append_field(client_head, "Content-Length",
                        static_cast<std::uint64_t>(reason.size() + 1));
     client_head.append("Connection: close\r\n\r\n");
+    response_head_size = client_head.size();
     if (!(request != Request::kIdle && request != Request::kHead && head_request())) {
       client_head.append(reason).append("\n");
     }
@@ -456,6 +521,7 @@ struct Connection::State {
       return false;
     }
     if (!shut_wr) {
+      end_exchange(now);  // an error response (or the last one) is written
       shut_wr = true;
       client_deadline = now + kLingerTime;
       in_begin = in_end = 0;

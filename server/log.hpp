@@ -6,7 +6,10 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
+
+#include "server/access_log.hpp"
 
 namespace gearbox::core {
 
@@ -28,7 +31,7 @@ inline bool log_enabled(LogLevel level) {
   return level <= log_level();
 }
 
-// Access logging (Config::access_log), off by default.
+// Access logging (Config::access_log), off by default: on once open_access_log() opened it.
 inline void set_access_log(bool on) {
   log_detail::g_access.store(on, std::memory_order_relaxed);
 }
@@ -57,5 +60,23 @@ void log_debug(const char* format, ...) __attribute__((format(printf, 1, 2)));
 // `gearbox: access: <message>` when access logging is on, whatever the level. Suggested
 // message: `<peer> "<method> <target>" <status> <bytes sent> <ms>ms` (a backend-side clock).
 void log_access(const char* format, ...) __attribute__((format(printf, 1, 2)));
+
+// --- The access log sink ------------------------------------------------------------------------
+// Where access lines go, set once by main before serving: "-" = stderr, each line written at once
+// as `gearbox: access: <line>` (so it interleaves with the other log lines whole); a path = that
+// file (created 0644, appended), buffered in a few per-thread shards (no lock contention between
+// a worker's threads), written when a shard fills, at least once a second by a flusher thread of
+// each process (prefork workers start theirs after fork), and by flush_access_log(). Turns
+// access logging on. False with *error (one line, naming the path) when the file cannot be
+// opened.
+bool open_access_log(const std::string& target, AccessFormat format, std::string* error);
+AccessFormat access_log_format();
+// One formatted line, ending in '\n' (format_access()). Off the hot path unless logging is on.
+void write_access_line(std::string_view line);
+// Writes out what is buffered (main before exiting, prefork workers before _exit).
+void flush_access_log();
+// Async-signal-safe (main's SIGUSR1 handler, logrotate's convention): every process of this
+// server, prefork workers included, reopens the file by its path within a second.
+void request_access_log_reopen();
 
 }  // namespace gearbox::core

@@ -37,6 +37,13 @@ void on_stop_signal(int) {
   errno = saved_errno;
 }
 
+// SIGUSR1 (logrotate's convention): every process reopens the access log file by its path.
+void on_reopen_signal(int) {
+  int saved_errno = errno;
+  gearbox::core::request_access_log_reopen();
+  errno = saved_errno;
+}
+
 // Returns the read end of the drain pipe, or -1 (with a logged reason).
 int install_stop_signals() {
   int fds[2];
@@ -52,6 +59,8 @@ int install_stop_signals() {
   action.sa_flags = SA_RESTART;
   ::sigaction(SIGTERM, &action, nullptr);
   ::sigaction(SIGINT, &action, nullptr);
+  action.sa_handler = on_reopen_signal;
+  ::sigaction(SIGUSR1, &action, nullptr);
   return fds[0];
 }
 
@@ -155,7 +164,13 @@ int main(int argc, char** argv) {
   }
   core::Config& config = loaded.config;
   core::set_log_level(core::parse_log_level(config.log_level).value_or(LogLevel::kInfo));
-  core::set_access_log(config.access_log);
+  if (!config.access_log.empty()) {
+    std::string error;
+    if (!core::open_access_log(config.access_log, config.access_log_format, &error)) {
+      log_line(LogLevel::kError, "--access-log: " + error);
+      return core::kConfigErrorStatus;
+    }
+  }
 
   const bool chosen_by_default = config.backend.empty();
   if (chosen_by_default) {
@@ -207,6 +222,7 @@ int main(int argc, char** argv) {
   core::log_debug("cpu calibration: %llu iterations per ms",
                   static_cast<unsigned long long>(config.cpu_iterations_per_ms));
   int status = backend->run(config, *listener, drain_fd);
+  core::flush_access_log();
   core::log_debug("exiting with status %d", status);
   return status;
 }

@@ -47,6 +47,7 @@ void ProxyLeg::on_request_head(TimePoint now) {
   counted_ = false;
   timed_out_ = false;
   response_in_body_ = false;
+  connected_at_ = head_at_ = ended_at_ = TimePoint{};
   const RouteMatch* route = s_.ctx.upstreams->router().match(h.target);
   if (route == nullptr) {
     fail_exchange(Router::routable(h.target) ? 404 : 400);
@@ -211,6 +212,7 @@ void ProxyLeg::on_written(std::size_t n, TimePoint now) {
 
 void ProxyLeg::on_connected(bool reused, TimePoint now) {
   up_ = Up::kConnected;
+  connected_at_ = now;
   reused_ = reused;
   if (!counted_) {
     s_.ctx.upstreams->on_request_start(group_, server_);
@@ -439,12 +441,12 @@ bool ProxyLeg::step(TimePoint now) {
 }
 
 void ProxyLeg::on_response_head(TimePoint now) {
-  (void)now;
   const http::ResponseHead& r = parser_.head();
   s_.ctx.upstreams->on_success(group_, server_);  // it answers: passive health resets
   if (r.status < 200 && r.status != 101) {
     return;  // 1xx: dropped (we answered 100-continue to the client ourselves)
   }
+  head_at_ = now;
   const http::RequestHead& req = s_.parser.head();
   ResponseRewrite rw;
   const bool head_req = req.method_kind == http::Method::kHead;
@@ -468,6 +470,7 @@ void ProxyLeg::on_response_head(TimePoint now) {
   client_framing_ = rw.framing;
   s_.client_head.clear();
   write_client_response_head(s_.client_head, r, rw);
+  s_.response_head_size = s_.client_head.size();
   s_.response_status = r.status;
   s_.to_client.push(s_.client_head);
   s_.response_started = true;
@@ -475,7 +478,7 @@ void ProxyLeg::on_response_head(TimePoint now) {
 }
 
 void ProxyLeg::on_response_end(TimePoint now) {
-  (void)now;
+  ended_at_ = now;
   if (client_framing_ == http::Framing::kChunked) {
     s_.to_client.push(http::kLastChunk);
   }
@@ -601,6 +604,19 @@ void ProxyLeg::on_deadline(TimePoint now) {
       }
       break;
   }
+}
+
+void ProxyLeg::describe(AccessRecord& r) const {
+  if (endpoint_ == nullptr || attempts_ == 0) {
+    return;
+  }
+  r.upstream = endpoint_->text;
+  auto since_first_try = [this](TimePoint t) {
+    return t == TimePoint{} ? std::chrono::nanoseconds(-1) : t - first_try_;
+  };
+  r.upstream_connect = since_first_try(connected_at_);
+  r.upstream_header = since_first_try(head_at_);
+  r.upstream_response = since_first_try(ended_at_);
 }
 
 }  // namespace gearbox::core

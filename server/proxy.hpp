@@ -10,6 +10,7 @@
 
 #include "http/parser.hpp"
 #include "http/serializer.hpp"
+#include "server/access_log.hpp"
 #include "server/connection.hpp"
 #include "server/out_queue.hpp"
 
@@ -36,6 +37,9 @@ class ProxyLeg {
   void fill_wants(Wants& w) const;
   TimePoint deadline() const { return deadline_; }
   void on_deadline(TimePoint now);
+  // The upstream and its timings for the exchange's access-log line (nothing when none was
+  // tried).
+  void describe(AccessRecord& r) const;
 
   // Upstream events.
   void on_connected(bool reused, TimePoint now);
@@ -79,6 +83,11 @@ class ProxyLeg {
   std::uint64_t tried_ = 0;  // servers of the group already tried for this request
   int attempts_ = 0;         // servers tried (next_upstream_tries), the keep-alive retry aside
   TimePoint first_try_{};    // when the first was (next_upstream_timeout)
+  // When this request's connection became ready, its response head arrived and the response
+  // ended (TimePoint{} = not yet), since first_try_: the access log's timings.
+  TimePoint connected_at_{};
+  TimePoint head_at_{};
+  TimePoint ended_at_{};
   bool stale_retried_ = false;
   bool counted_ = false;  // on_request_start was reported to the balancer
   std::string target_;    // origin-form target after routing

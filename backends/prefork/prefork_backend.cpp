@@ -226,6 +226,7 @@ bool make_pipe(int* read_fd, int* write_fd) {
   if (health) {
     health->stop();
   }
+  core::flush_access_log();  // _exit skips the master's flush: this worker's lines are its own
   ::_exit(0);
 }
 

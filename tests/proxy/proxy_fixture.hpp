@@ -3,7 +3,11 @@
 // thread backend, an in-process FakeUpstream, or nginx), with the ConformanceTest log checks.
 #pragma once
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -20,11 +24,12 @@ namespace gearbox::test {
 
 class ProxyTest : public ConformanceTest {
  protected:
-  // Starts `upstream` as gearbox --mode echo (thread backend, --max-body 16m, --access-log) on
+  // Starts `upstream` as gearbox --mode echo (thread backend, --max-body 16m, --access-log -) on
   // 127.0.0.1:0.
   static bool start_echo_upstream(ServerProcess& upstream) {
-    return upstream.start(gearbox_binary(), {"--backend", "thread", "--mode", "echo", "--listen",
-                                             "127.0.0.1:0", "--max-body", "16m", "--access-log"});
+    return upstream.start(gearbox_binary(),
+                          {"--backend", "thread", "--mode", "echo", "--listen", "127.0.0.1:0",
+                           "--max-body", "16m", "--access-log", "-"});
   }
 
   // Requests an echo upstream has logged so far (its access-log lines).
@@ -82,6 +87,19 @@ class ProxyTest : public ConformanceTest {
   ServerProcess echo_b_;
   FakeUpstream fake_;
 };
+
+// A port on 127.0.0.1 that nothing listens on (bound, read, closed).
+inline int closed_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
 
 inline std::string lower(std::string_view text) {
   std::string out(text);

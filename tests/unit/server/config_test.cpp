@@ -179,7 +179,11 @@ TEST(ConfigTest, EveryFlagSetsItsField) {
          EXPECT_EQ(ip_of(c.trusted_proxies[1].base), "::1");
          EXPECT_EQ(c.trusted_proxies[1].bits, 128);
        }},
-      {{"--access-log"}, [](const Config& c) { EXPECT_TRUE(c.access_log); }},
+      {{"--access-log", "/tmp/gearbox-access.log"},
+       [](const Config& c) { EXPECT_EQ(c.access_log, "/tmp/gearbox-access.log"); }},
+      {{"--access-log", "-"}, [](const Config& c) { EXPECT_EQ(c.access_log, "-"); }},
+      {{"--access-log-format", "json"},
+       [](const Config& c) { EXPECT_EQ(c.access_log_format, AccessFormat::kJson); }},
       {{"--log-level", "debug"}, [](const Config& c) { EXPECT_EQ(c.log_level, "debug"); }},
   };
   for (const FlagCase& test : cases) {
@@ -192,7 +196,7 @@ TEST(ConfigTest, EveryFlagSetsItsField) {
 
 TEST(ConfigTest, SwitchesTakeExplicitValues) {
   EXPECT_FALSE(load_ok({"--reuseport=false"}).reuseport);
-  EXPECT_TRUE(load_ok({"--access-log=true"}).access_log);
+  EXPECT_EQ(load_ok({"--access-log=-"}).access_log, "-");
 }
 
 TEST(ConfigTest, UpstreamFlagSplitsOnCommas) {
@@ -292,6 +296,7 @@ proxy_next_upstream_tries = 3
 proxy_next_upstream_timeout = "400ms"
 trusted_proxies = ["10.0.0.0/8", "::1/128"]
 access_log = true
+access_log_format = "json"
 log_level = "warn"
 )");
   EXPECT_EQ(c.backend, "prefork");
@@ -322,7 +327,8 @@ log_level = "warn"
   EXPECT_EQ(c.groups[0].next_upstream_tries, 3);
   EXPECT_EQ(c.groups[0].next_upstream_timeout, milliseconds(400));
   EXPECT_EQ(c.trusted_proxies.size(), 2u);
-  EXPECT_TRUE(c.access_log);
+  EXPECT_EQ(c.access_log, "-");
+  EXPECT_EQ(c.access_log_format, AccessFormat::kJson);
   EXPECT_EQ(c.log_level, "warn");
 }
 
@@ -470,6 +476,10 @@ TEST(ConfigTest, ErrorMessagesNameTheFlag) {
   EXPECT_EQ(error_of({"--min-spare", "20"}), "--min-spare: 20 is more than max_spare (10)");
   EXPECT_NE(error_of({"--reuseport=maybe"}).find("\"maybe\" is not true or false"),
             std::string::npos);
+  EXPECT_EQ(error_of({"--access-log-format", "apache"}),
+            "--access-log-format: \"apache\" is not an access log format (use combined or json)");
+  EXPECT_EQ(error_of({"--access-log", ""}),
+            "--access-log: is empty (use a file path, or - for stderr)");
 }
 
 TEST(ConfigTest, ErrorMessagesNameTheFileAndKey) {
@@ -487,6 +497,7 @@ TEST(ConfigTest, ErrorMessagesNameTheFileAndKey) {
             ": max_body: \"12q\" is not a size (use 16k, 1m or bytes)");
   EXPECT_EQ(file_error("idle_timeout = 1.5\n"),
             ": idle_timeout: expected a duration string or an integer (seconds), got a float");
+  EXPECT_EQ(file_error("access_log = 3\n"), ": access_log: expected a string, got an integer");
   EXPECT_EQ(file_error("reuseport = \"yes\"\n"),
             ": reuseport: expected true or false, got a string");
   EXPECT_EQ(file_error("mode = \"proxy\"\n"),
