@@ -43,8 +43,7 @@ class AccessLogTest : public ConformanceTest {
   }
 
   // Waits until the file holds at least `n` lines (the flusher writes at least once a second).
-  std::vector<std::string> wait_lines(const std::string& path, std::size_t n,
-                                      Millis timeout = 3s) {
+  std::vector<std::string> wait_lines(const std::string& path, std::size_t n, Millis timeout = 3s) {
     auto until = std::chrono::steady_clock::now() + timeout;
     std::vector<std::string> lines;
     while (std::chrono::steady_clock::now() < until) {
@@ -129,13 +128,13 @@ TEST_P(AccessLogTest, JsonLinesCarryTheSameFields) {
   EXPECT_TRUE(line.ends_with("}")) << line;
   for (const char* field :
        {"\"remote_addr\":\"127.0.0.1\"", "\"request\":\"GET /plaintext HTTP/1.1\"",
-        "\"method\":\"GET\"", "\"uri\":\"/plaintext\"", "\"status\":200",
-        "\"body_bytes_sent\":13", "\"upstream_addr\":null", "\"request_time\":"}) {
+        "\"method\":\"GET\"", "\"uri\":\"/plaintext\"", "\"status\":200", "\"body_bytes_sent\":13",
+        "\"upstream_addr\":null", "\"request_time\":"}) {
     EXPECT_NE(line.find(field), std::string::npos) << field << " in " << line;
   }
   // A real JSON parser agrees (Debian's python3 is there wherever the tests run).
-  std::string check = "python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' " +
-                      path_ + " 2>&1";
+  std::string check =
+      "python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' " + path_ + " 2>&1";
   EXPECT_EQ(std::system(check.c_str()), 0);
 }
 

@@ -51,8 +51,8 @@ class ProxyAccessLogTest : public ProxyTest {
 
 TEST_P(ProxyAccessLogTest, JsonLineNamesTheUpstreamAndItsTimings) {
   ASSERT_TRUE(start_echo_upstream(echo_a_));
-  ASSERT_TRUE(start_proxy({echo_a_.port()}, {"--access-log", dir_ + "/access.log",
-                                             "--access-log-format", "json"}));
+  ASSERT_TRUE(start_proxy({echo_a_.port()},
+                          {"--access-log", dir_ + "/access.log", "--access-log-format", "json"}));
   EXPECT_EQ(CurlClient().get(url("/plaintext")).status, 200);
   auto lines = wait_lines(1);
   ASSERT_EQ(lines.size(), 1u);
