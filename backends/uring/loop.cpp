@@ -98,7 +98,7 @@ void Loop::serve(int fd, const sockaddr_storage* peer) {
   sockaddr_storage addr{};
   if (peer != nullptr) {
     addr = *peer;
-  } else if (ctx_.upstreams != nullptr || config_.access_log) {
+  } else if (ctx_.upstreams != nullptr || !config_.access_log.empty()) {
     // A multishot accept reports no address: asked for only where it is used (X-Forwarded-For,
     // the trusted-proxy check, the access log).
     socklen_t len = sizeof addr;
