@@ -11,21 +11,35 @@ DEB_PACKAGES := build-essential cmake pkg-config node-llhttp liburing-dev libboo
   libboost-context-dev libcxxopts-dev libtomlplusplus-dev libgtest-dev libcurl4-openssl-dev libbenchmark-dev \
   wrk curl nginx-light python3 python3-matplotlib util-linux procps iproute2 clang-format git systemd
 
-.PHONY: all deps build build-asan run test test-unit format format-check bench bench-smoke install clean
+.PHONY: all deps bench-deps build build-asan run test test-unit format format-check bench bench-smoke install clean
 
 all: build
 
-# Installs only what is missing; runs apt-get only then.
-deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do \
+# The load-test peers' packages: `make bench` installs them (`make test` needs none of them).
+BENCH_PACKAGES := golang-go python3-uvloop nginx-light
+
+# The load-test tooling runs on Debian's interpreter, which has python3-matplotlib/-uvloop.
+PYTHON := /usr/bin/python3
+
+# $(call install_missing,PACKAGES): apt-get install whichever are not installed (only then).
+define install_missing
+	@missing=$$(for p in $(1); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
 	  done); \
 	if [ -n "$$missing" ]; then \
-	  echo "make deps: installing" $$missing; \
+	  echo "make $@: installing" $$missing; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+# Installs only what is missing; runs apt-get only then.
+deps:
+	$(call install_missing,$(DEB_PACKAGES))
+
+bench-deps:
+	$(call install_missing,$(BENCH_PACKAGES))
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
@@ -49,7 +63,7 @@ test-unit: build-asan
 test: build build-asan
 	cd $(ASAN_BUILD) && ctest --output-on-failure -L unit $(CTEST_ARGS)
 	cd $(BUILD) && ctest --output-on-failure -j 2 $(CTEST_ARGS)
-	python3 loadtest/run.py --build $(BUILD) --smoke
+	$(PYTHON) loadtest/run.py --build $(BUILD) --smoke
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
@@ -57,15 +71,15 @@ format:
 format-check:
 	clang-format --dry-run --Werror $$(git ls-files '*.cpp' '*.hpp')
 
-bench: build
-	python3 loadtest/run.py --build $(BUILD) $(BENCH_ARGS)
+bench: build bench-deps
+	$(PYTHON) loadtest/run.py --build $(BUILD) $(BENCH_ARGS)
 
 # The core's own cost per request, without I/O (bench/core_bench.cpp).
 bench-core: build
 	./$(BUILD)/gearbox_core_bench $(BENCH_ARGS)
 
 bench-smoke: build
-	python3 loadtest/run.py --build $(BUILD) --smoke
+	$(PYTHON) loadtest/run.py --build $(BUILD) --smoke
 
 # Installs the binary, example configs and a systemd unit under PREFIX (default /usr/local).
 PREFIX ?= /usr/local

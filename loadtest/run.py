@@ -5,15 +5,23 @@
 
 For every repeat, scenario and backend (interleaved, so drift hits every backend alike) it
 starts `gearbox --backend NAME --mode echo|proxy --listen 127.0.0.1:0` pinned to the server
-CPUs (taskset), waits until it answers, runs wrk (loadtest/wrk/bench.lua) pinned to the other
-CPUs, reads the server's cost from /proc (CPU user/sys, context switches, peak RSS, threads
-and processes, summed over its whole process tree), stops it with SIGTERM by PID, and moves on.
-Results go to loadtest/results/<timestamp>/: results.json (every run), summary.json
-(median/min/max), report.md and charts/*.png.
+CPUs (taskset), waits until it answers, checks the scenario's answer byte for byte (twice, on
+one keep-alive connection), runs wrk (loadtest/wrk/bench.lua, which checks every response's
+status and body) pinned to the other CPUs, reads the server's cost from /proc (CPU user/sys,
+context switches, peak RSS/PSS, threads and processes, summed over its whole process tree, and
+the client connections it really holds), stops it with SIGTERM by PID, and moves on. Results
+go to loadtest/results/<timestamp>/: results.json (every run), summary.json (median/min/max),
+report.md and charts/*.png.
 
-Headline figure: requests per server core = requests/s / (server CPU seconds / wall seconds).
-Each run is marked with its bottleneck: the side (server or client = wrk + upstream) that used
->= 85% of its CPUs.
+Backends and their flags come from `gearbox --help` alone: every backend its "Backends:"
+section lists runs (one it marks "unavailable here" is skipped, nothing else ever is), and a
+backend whose --threads/--workers description names it ("pool/fiber: worker threads") gets
+that flag set to the number of server CPUs.
+
+Headline figure: requests per server core = correct answers / server CPU seconds, both over one
+window (wrk's lifetime). A run with any wrong or missing answer (socket error, timeout,
+non-200, wrong body) is marked "errors" and kept out of the medians. Each run is marked with
+its bottleneck: the side (server or client = wrk + upstream) that used >= 85% of its CPUs.
 
 c10k: the runner raises RLIMIT_NOFILE (soft and, as root, hard) to 65536 for itself, which
 wrk, gearbox and the peers inherit, and runs wrk with 4 threads for it (c10k's connection set-up
@@ -22,9 +30,13 @@ so for a thread or process per connection); gearbox gets --max-connections and -
 when its --help lists them. Connections beyond net.core.somaxconn (4096 here) wait for
 SYN retries, which shows as latency or timeouts of the slow acceptors.
 
-Peers (--peers): nginx (Debian nginx-light, one worker, config generated in a temp dir) for
-plaintext, c10k and proxy; a Go net/http server (loadtest/peers/go) for plaintext, echo and
-c10k, skipped with a message when `go` is not installed.
+proxy: the upstream is nginx answering `return 200` (one worker, on the client CPU); a proxy
+run fails unless nginx's stub_status counted at least as many requests as wrk got answers.
+
+Peers (--peers): nginx (Debian nginx-light, a worker per server CPU, config generated in a
+temp dir) for plaintext, c10k and proxy (every path proxied); a Go net/http server
+(loadtest/peers/go, GOMAXPROCS = server CPUs) for plaintext, echo, c10k, delay and cpu,
+skipped with a message when `go` is not installed (`make bench` installs golang-go).
 
 The reference report (loadtest/REPORT.md + loadtest/charts/*.png) comes from a full run:
     make bench BENCH_ARGS="--peers --publish"
@@ -94,12 +106,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=10.0, help="seconds of load per run (default 10)")
     p.add_argument("--repeat", type=int, default=3, help="runs per backend x scenario (default 3)")
     p.add_argument("--smoke", action="store_true",
-                   help=f"{SMOKE_DURATION:.0f} s per run, once, fewer connections for c10k and delay; "
-                        "exit 1 on any error (socket errors, non-2xx, a backend that fails)")
-    p.add_argument("--peers", action="store_true", help="also run nginx and the Go peer")
+                   help=f"{SMOKE_DURATION:.0f} s per run, once, fewer connections for c10k and delay, "
+                        "with the peers; exit 1 unless every backend and installed peer answered "
+                        "every request right (socket errors, timeouts, non-200, wrong bodies, a "
+                        "start failure all fail; only what `gearbox --help` marks unavailable "
+                        "and a peer whose tool is not installed are skipped)")
+    p.add_argument("--peers", nargs="?", const="all", default=None, metavar="LIST",
+                   help=f"also run the peers: all ({', '.join(matrix.PEERS)}) or a comma-separated "
+                        "subset; --smoke runs all unless given")
     p.add_argument("--server-cpus", type=int, default=1,
                    help="CPUs for the server under test (the rest go to wrk and upstream; default 1)")
-    p.add_argument("--upstream-backend", help="backend of the proxy scenario's upstream (default: thread)")
     p.add_argument("--server-arg", action="append", default=[],
                    help="extra argument for every gearbox started (repeatable)")
     p.add_argument("--out", help="results directory (default: loadtest/results/<timestamp>)")
@@ -113,6 +129,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.smoke:
         args.duration = SMOKE_DURATION
         args.repeat = 1
+        args.peers = args.peers or "all"
     return args
 
 
@@ -122,11 +139,8 @@ def write_report(out: Path, data: dict, publish: bool, charts: bool) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     chart_files: list[Path] = []
     if charts:
-        try:
-            from benchlib import charts as charts_mod
-            chart_files = charts_mod.render(data, summary, out / "charts")
-        except ImportError as e:
-            print(f"run.py: no charts ({e}); install python3-matplotlib", file=sys.stderr)
+        from benchlib import charts as charts_mod  # no matplotlib: fail, do not skip
+        chart_files = charts_mod.render(data, summary, out / "charts")
     (out / "report.md").write_text(report.render(data, summary, "charts"))
     print(f"run.py: report {out / 'report.md'}")
     if publish:
@@ -140,7 +154,7 @@ def write_report(out: Path, data: dict, publish: bool, charts: bool) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    if not args.no_charts and not args.smoke:
+    if not args.no_charts:
         ensure_matplotlib()
     if args.report_from:
         out = Path(args.report_from)
@@ -159,16 +173,17 @@ def main(argv: list[str]) -> int:
             return 2
     info = matrix.probe_binary(binary)
     backends = info.backends
-    skipped = dict(info.unavailable)
+    skipped = dict(info.unavailable)  # the only backends ever skipped: --help says unavailable
     if args.backends:
         backends = []
         for b in (x.strip() for x in args.backends.split(",")):
             if not b or b in skipped:
                 continue
             if info.source == "help" and b not in info.backends:
-                skipped[b] = "not listed by gearbox --help"
-            else:
-                backends.append(b)
+                print(f"run.py: --backends: {b} is not a backend `gearbox --help` lists "
+                      f"({', '.join(info.backends)})", file=sys.stderr)
+                return 2
+            backends.append(b)
     scenarios = list(matrix.SCENARIOS)
     if args.scenarios:
         try:
@@ -185,6 +200,15 @@ def main(argv: list[str]) -> int:
             print(f"scenario {s.name:<10} {s.about}")
         return 0
 
+    peers: list[str] = []
+    if args.peers:
+        peers = list(matrix.PEERS) if args.peers == "all" else \
+            [x.strip() for x in args.peers.split(",") if x.strip() and x.strip() != "none"]
+        unknown = [x for x in peers if x not in matrix.PEERS]
+        if unknown:
+            print(f"run.py: --peers: unknown {', '.join(unknown)}; known: {', '.join(matrix.PEERS)}",
+                  file=sys.stderr)
+            return 2
     server_cpus, client_cpus = split_cpus(args.server_cpus)
     if not server_cpus:
         print("run.py: fewer than 2 CPUs: server and wrk share the CPU (figures are rough)",
@@ -199,14 +223,11 @@ def main(argv: list[str]) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S") + ("-smoke" if args.smoke else "")
     out = Path(args.out) if args.out else HERE / "results" / stamp
     out.mkdir(parents=True, exist_ok=True)
-    upstream_backend = args.upstream_backend or ("thread" if "thread" in info.backends
-                                                 else (info.backends or ["thread"])[0])
     plan = runner.Plan(
         binary=binary, backends=backends, scenarios=scenarios,
-        peers=list(runner.PEERS) if args.peers else [], duration=args.duration,
+        peers=peers, duration=args.duration,
         repeat=args.repeat, smoke=args.smoke, server_cpus=server_cpus, client_cpus=client_cpus,
-        upstream_backend=upstream_backend, server_args=args.server_arg, flags=info.flags,
-        out=out, skipped=skipped)
+        server_args=args.server_arg, info=info, out=out, skipped=skipped)
     print(f"run.py: {len(backends)} backends ({', '.join(backends)}), {len(scenarios)} scenarios, "
           f"{args.repeat} x {args.duration:g} s, server CPUs {server_cpus or 'all'}, "
           f"client CPUs {client_cpus or 'all'}, fd limit {fd_limit}; results in {out}")
@@ -230,20 +251,35 @@ def main(argv: list[str]) -> int:
         "scenarios": [{"name": s.name, "about": s.about, "connections": s.conns(args.smoke),
                        "method": s.method, "path": s.path, "body": s.body, "mode": s.mode}
                       for s in scenarios],
-        "upstream_backend": upstream_backend,
+        "upstream": "nginx return 200, one worker, on the client CPU",
+        "backend_flags": {b: runner.gearbox_flags(plan, b, matrix.SCENARIOS[0]) for b in backends},
         "elapsed_s": round(time.monotonic() - t0, 1),
         "runs": records,
     }
     (out / "results.json").write_text(json.dumps(data, indent=1))
-    write_report(out, data, args.publish, charts=not args.no_charts and not args.smoke)
-    failed = [r for r in records if r["status"] in ("error", "start-failed")]
-    print(f"run.py: {len(records)} runs in {data['elapsed_s']} s, {len(failed)} failed")
+    write_report(out, data, args.publish, charts=not args.no_charts)
+    failed = smoke_failures(records, backends) if args.smoke else \
+        [f"{r['backend']} {r['scenario']} (run {r['rep'] + 1}): {r['status']}"
+         for r in records if r["status"] not in ("ok", "skipped")]
+    print(f"run.py: {len(records)} runs in {data['elapsed_s']} s, {len(failed)} not ok")
     if args.smoke and failed:
-        for r in failed:
-            print(f"run.py: FAILED {r['backend']} {r['scenario']}: {'; '.join(r['problems'])}",
-                  file=sys.stderr)
+        for f in failed:
+            print(f"run.py: FAILED {f}", file=sys.stderr)
         return 1
     return 0
+
+
+def smoke_failures(records: list[dict], backends: list[str]) -> list[str]:
+    """Everything that fails a smoke run: any run not ok (a peer whose tool is not installed is
+    "skipped", not a failure), and a backend or the whole run without a single correct run."""
+    out = [f"{r['backend']} {r['scenario']}: {r['status']}: {'; '.join(r['problems'])}"
+           for r in records if r["status"] not in ("ok", "skipped")]
+    for b in backends:
+        if not any(r["backend"] == b and r["status"] == "ok" for r in records):
+            out.append(f"{b}: no correct run")
+    if not any(r["status"] == "ok" for r in records):
+        out.append("no correct run at all")
+    return out
 
 
 if __name__ == "__main__":

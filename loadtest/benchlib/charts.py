@@ -11,7 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from .report import PEERS, med, order_key, rows_for  # noqa: E402
+from .matrix import PEERS  # noqa: E402
+from .report import med, order_key, rows_for  # noqa: E402
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
 PEER_COLORS = {"nginx": "#7f7f7f", "go": "#bcbd22"}
@@ -128,7 +129,7 @@ def memory(data: dict, summary: dict, path: Path) -> Path:
         ax2.bar(xs, peak, width, label=n, color=colors[n])
     conns = {s["name"]: s["connections"] for s in data["scenarios"]}
     ticks = [f"{sc}\n({conns[sc]:,} conns)" for sc in scs]
-    for ax, title, unit in ((ax1, "Memory (PSS) added per connection", "KiB, log scale"),
+    for ax, title, unit in ((ax1, "Memory (PSS) added per connection held", "KiB, log scale"),
                             (ax2, "Peak memory (PSS) of the server", "MiB, log scale")):
         if any(b.get_height() > 0 for b in ax.patches):
             ax.set_yscale("log")

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 # Used when `gearbox --help` does not list its backends; display order of the report.
 KNOWN_BACKENDS = ("thread", "prefork", "pool", "uring", "fiber")
 
+# The programs set beside gearbox (--peers); every other name is a gearbox backend.
+PEERS = ("nginx", "go")
+
 # One line per backend: the model the report's explanations speak of.
 BACKEND_MODELS = {
     "thread": "a thread per connection, blocking I/O",
@@ -19,6 +22,11 @@ BACKEND_MODELS = {
     "nginx": "nginx (Debian nginx-light), one event-loop worker",
     "go": "Go net/http, a goroutine per connection on the Go scheduler",
 }
+
+
+PLAINTEXT = "Hello, World!"
+DONE = "done"        # gearbox's body for /delay/<ms> and /cpu/<ms>
+ECHO = "=echo"       # the response body must be the request body, byte for byte
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class Scenario:
     peers: tuple[str, ...] = ()        # peers that can serve it (when --peers)
     about: str = ""                    # one line for the report header
     server_flags: tuple[str, ...] = field(default=())  # added when `--help` lists the flag
+    expect: str = PLAINTEXT            # the body every response must carry; ECHO = the request's
 
     def seconds(self, duration: float, smoke: bool) -> float:
         return duration if smoke else max(duration, self.min_duration)
@@ -46,12 +55,12 @@ class Scenario:
 # One line per scenario.
 SCENARIOS = (
     Scenario("plaintext", "GET", "/plaintext", 64, peers=("nginx", "go"), about="GET /plaintext, 64 keep-alive connections"),
-    Scenario("echo-4k", "POST", "/echo", 64, body=4096, peers=("go",), about="POST of a 4 KiB body echoed back, 64 connections"),
-    Scenario("echo-256k", "POST", "/echo", 64, body=262144, peers=("go",), about="POST of a 256 KiB body echoed back, 64 connections"),
+    Scenario("echo-4k", "POST", "/echo", 64, body=4096, expect=ECHO, peers=("go",), about="POST of a 4 KiB body echoed back, 64 connections"),
+    Scenario("echo-256k", "POST", "/echo", 64, body=262144, expect=ECHO, peers=("go",), about="POST of a 256 KiB body echoed back, 64 connections"),
     Scenario("c10k", "GET", "/plaintext", 10000, smoke_connections=500, wrk_threads=4, min_duration=15, peers=("nginx", "go"), about="GET /plaintext over 10,000 keep-alive connections", server_flags=("--max-connections=20000", "--backlog=4096")),
-    Scenario("delay", "GET", "/delay/100", 1000, smoke_connections=100, peers=(), about="GET /delay/100 at 1,000 connections: waiting without working"),
-    Scenario("cpu", "GET", "/cpu/2", 16, peers=(), about="GET /cpu/2 at 16 connections: 2 ms of computation per request"),
-    Scenario("proxy", "GET", "/plaintext", 64, mode="proxy", peers=("nginx",), about="GET /plaintext through the proxy to an upstream gearbox (echo, other core), 64 connections"),
+    Scenario("delay", "GET", "/delay/100", 1000, smoke_connections=100, expect=DONE, peers=("go",), about="GET /delay/100 at 1,000 connections: waiting without working"),
+    Scenario("cpu", "GET", "/cpu/2", 16, expect=DONE, peers=("go",), about="GET /cpu/2 at 16 connections: 2 ms of computation per request"),
+    Scenario("proxy", "GET", "/plaintext", 64, mode="proxy", peers=("nginx",), about="GET /plaintext through the proxy to an nginx upstream (`return 200`, one worker, on the client CPU), 64 connections"),
 )
 
 
@@ -68,10 +77,48 @@ class BinaryInfo:
     unavailable: dict[str, str]         # listed but not runnable here: name -> why
     flags: set[str]                     # long flags mentioned in --help ("--threads", ...)
     source: str                         # "help" or "fallback"
+    models: dict[str, str] = field(default_factory=dict)              # backend -> its help line
+    backend_flags: dict[str, list[str]] = field(default_factory=dict)  # backend -> its own flags
+
+    def per_connection(self, backend: str) -> bool:
+        """A thread or process per connection: its parallelism is its connections, no flag."""
+        return bool(re.search(r"per connection|one connection each", self.models.get(backend, ""),
+                              re.I))
+
+    def parallel_flag(self, backend: str) -> str | None:
+        """The flag that sets how many threads/processes/loops a backend runs on, from --help:
+        --threads or --workers when its description names the backend (`pool/fiber: worker
+        threads`, `uring: event loops`); None for a per-connection model (prefork's --workers
+        caps its processes, one connection each) or a backend with neither."""
+        if self.per_connection(backend):
+            return None
+        own = self.backend_flags.get(backend, [])
+        for flag in ("--threads", "--workers"):
+            if flag in own:
+                return flag
+        return None
 
 
 _BACKEND_LINE = re.compile(r"^\s+([a-z][a-z0-9_-]*)(?:\s*[:\u2013]\s*|\s+-\s+|\s{2,}|$)(.*)$")
 _LIST = re.compile(r"[a-z][a-z0-9_-]*(?:\s*[,|/]\s*[a-z][a-z0-9_-]*)+")
+_OPTION = re.compile(r"^\s+(?:-[a-zA-Z], )?(--[a-z][a-z0-9-]*)(?:[ =]\[?[A-Z][A-Z_:]*\]?)?(?:\s{2,}(.*))?$")
+_NAMES_PREFIX = re.compile(r"([a-z][a-z0-9_-]*(?:\s*[/,]\s*[a-z][a-z0-9_-]*)*):")
+
+
+def _option_descriptions(text: str) -> dict[str, str]:
+    """--flag -> its description (continuation lines joined) from a cxxopts-style help."""
+    out: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        m = _OPTION.match(line)
+        if m:
+            current = m.group(1)
+            out[current] = (m.group(2) or "").strip()
+        elif current and line.startswith("      ") and line.strip() and not line.strip().startswith("-"):
+            out[current] = (out[current] + " " + line.strip()).strip()
+        else:
+            current = None
+    return out
 
 
 def parse_help(text: str) -> BinaryInfo:
@@ -81,10 +128,13 @@ def parse_help(text: str) -> BinaryInfo:
     indented lines "  NAME  description" (a description saying "unavailable" or "not
     available" marks it as not runnable here); or the --backend option's description listing
     the names ("thread, prefork, pool" or "thread|prefork|pool"). Falls back to KNOWN_BACKENDS.
+    A flag belongs to the backends its description names before a colon ("pool/fiber: worker
+    threads", "prefork: ...; uring: ...").
     """
     flags = set(re.findall(r"(--[a-z][a-z0-9-]*)", text))
     backends: list[str] = []
     unavailable: dict[str, str] = {}
+    models: dict[str, str] = {}
     in_section = False
     for line in text.splitlines():
         stripped = line.strip()
@@ -105,6 +155,7 @@ def parse_help(text: str) -> BinaryInfo:
         name, desc = m.group(1), m.group(2).strip()
         if name in backends or name in unavailable:
             continue
+        models[name] = desc
         low = desc.lower()
         if "unavailable" in low or "not available" in low:
             unavailable[name] = desc
@@ -119,9 +170,17 @@ def parse_help(text: str) -> BinaryInfo:
                     best = max(lists, key=len)
                     backends = [n for n in re.split(r"\s*[,|/]\s*", best) if n]
                     break
-    if backends or unavailable:
-        return BinaryInfo(backends, unavailable, flags, "help")
-    return BinaryInfo(list(KNOWN_BACKENDS), {}, flags, "fallback")
+    source = "help"
+    if not backends and not unavailable:
+        backends, source = list(KNOWN_BACKENDS), "fallback"
+    known = set(backends) | set(unavailable)
+    backend_flags: dict[str, list[str]] = {}
+    for flag, desc in _option_descriptions(text).items():
+        for group in _NAMES_PREFIX.findall(desc):
+            for name in re.split(r"\s*[/,]\s*", group):
+                if name in known and flag not in backend_flags.setdefault(name, []):
+                    backend_flags[name].append(flag)
+    return BinaryInfo(backends, unavailable, flags, source, models, backend_flags)
 
 
 def probe_binary(binary: str) -> BinaryInfo:

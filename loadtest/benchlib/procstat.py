@@ -1,5 +1,6 @@
 # What a server costs, read from /proc: CPU seconds, context switches, RSS, threads and
-# processes, summed over the whole process tree (prefork's workers included).
+# processes, summed over the whole process tree (prefork's workers included), and how many
+# client connections it actually holds (established sockets it has a descriptor for).
 from __future__ import annotations
 
 import os
@@ -99,6 +100,79 @@ def process_tree(root: int) -> list[int]:
     return out
 
 
+def socket_inodes(pids: list[int]) -> set[int]:
+    """Inodes of the sockets the processes have descriptors for (shared ones once)."""
+    out: set[int] = set()
+    for pid in pids:
+        base = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(base)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"{base}/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                out.add(int(link[8:-1]))
+    return out
+
+
+def established(port: int, inodes: set[int], tables: tuple[str, ...] = ("/proc/net/tcp",
+                                                                      "/proc/net/tcp6")) -> int:
+    """Established TCP sockets with local port `port` whose inode is in `inodes`: the client
+    connections a server holds (accepted, with a descriptor), not those still waiting in its
+    listen backlog (established in the kernel, but nobody's descriptor yet)."""
+    held: set[int] = set()  # by inode: a table read while sockets come and go can repeat a line
+    for table in tables:
+        text = _read(table)
+        if not text:
+            continue
+        for line in text.splitlines()[1:]:
+            parts = line.split()
+            if len(parts) < 10 or parts[3] != "01":
+                continue
+            try:
+                inode = int(parts[9])
+                if inode in inodes and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                    held.add(inode)
+            except ValueError:
+                continue
+    return len(held)
+
+
+def held_connections(root: int, port: int) -> int:
+    return established(port, socket_inodes(process_tree(root)))
+
+
+def cpu_delta(base: dict[int, "Cpu"], final: dict[int, "Cpu"]) -> tuple[float, float, float]:
+    """(total, user, sys) CPU seconds a process tree used between two snapshots.
+
+    Per process alive in `final`: its CPU plus what its reaped children used (cutime/cstime:
+    prefork's exited workers), minus its value in `base`; minus what processes gone by `final`
+    had used at `base` (their parent's cutime now holds their whole life)."""
+    zero = Cpu(0.0, 0.0, 0.0, 0.0, 0.0)
+    user = sys_ = total = 0.0
+    for pid, now in final.items():
+        b = base.get(pid, zero)
+        user += now.user - b.user + now.child_user - b.child_user
+        sys_ += now.sys - b.sys + now.child_sys - b.child_sys
+        total += now.total - b.total + now.child_user - b.child_user + now.child_sys - b.child_sys
+    for pid, b in base.items():
+        if pid not in final:
+            user -= b.user
+            sys_ -= b.sys
+            total -= b.total
+    total = max(total, 0.0)
+    ticks = user + sys_
+    if ticks > 0:
+        user, sys_ = total * user / ticks, total * sys_ / ticks
+    else:
+        user, sys_ = total, 0.0
+    return total, user, sys_
+
+
 @dataclass(frozen=True)
 class Cpu:
     """One process's CPU seconds: ticks-based user/sys, a precise total, and reaped children's."""
@@ -131,20 +205,26 @@ class Snapshot:
     pss: int = 0              # only in samples with tasks=True
     threads: int = 0
     processes: int = 0
+    held: int = 0             # client connections held; only with tasks=True and a port
 
 
 class TreeSampler:
     """Samples a process tree while a load runs.
 
-    CPU: per process (a process's stat already sums all its threads, exited ones included),
-    from the processes alive at the end, plus what their reaped children used (cutime/cstime:
-    prefork's exited workers), minus what processes gone by the end had used before. Context switches: per thread (/proc/<pid>/task/<tid>/status), last
-    value seen per thread; threads are sampled less often than RSS because reading 10,000 of
-    them costs time on the client core. RSS: the sum of VmRSS over the tree, peak kept.
+    CPU: per process (a process's stat already sums all its threads, exited ones included)
+    between two mark()s, see cpu_delta. Context switches: per thread
+    (/proc/<pid>/task/<tid>/status), last value seen per thread; threads are sampled less often
+    than RSS because reading 10,000 of them costs time on the client core. RSS: the sum of VmRSS
+    over the tree, peak kept; PSS and the connections held (given the server's port) with the
+    threads.
     """
 
-    def __init__(self, root: int, interval: float = 0.1, task_interval: float = 1.0):
+    def __init__(self, root: int, interval: float = 0.1, task_interval: float = 1.0,
+                 port: int | None = None):
         self.root = root
+        self.port = port
+        self.peak_held = 0
+        self.marks: list[tuple[float, dict[int, Cpu]]] = []
         self.interval = interval
         self.task_interval = task_interval
         self.base_cpu: dict[int, Cpu] = {}
@@ -177,6 +257,8 @@ class TreeSampler:
         ctxt: dict[tuple[int, int], tuple[int, int]] = {}
         if tasks:
             snap.pss = sum(read_pss(pid) for pid in snap.cpu)
+            if self.port:
+                snap.held = established(self.port, socket_inodes(list(snap.cpu)))
             for pid in pids:
                 try:
                     tids = os.listdir(f"/proc/{pid}/task")
@@ -191,6 +273,7 @@ class TreeSampler:
             self.last_ctxt.update(ctxt)
             self.peak_rss = max(self.peak_rss, snap.rss)
             self.peak_pss = max(self.peak_pss, snap.pss)
+            self.peak_held = max(self.peak_held, snap.held)
             self.peak_threads = max(self.peak_threads, snap.threads)
             self.peak_processes = max(self.peak_processes, snap.processes)
             self.samples += 1
@@ -208,8 +291,21 @@ class TreeSampler:
             self.peak_processes = snap.processes
         return snap
 
+    def mark(self) -> None:
+        """A CPU snapshot of the tree, timed: the first and the last mark bound the window that
+        totals() reports CPU and wall seconds over (call it right before and after the load)."""
+        t0 = time.monotonic()
+        cpu: dict[int, Cpu] = {}
+        for pid in process_tree(self.root):
+            text = _read(f"/proc/{pid}/stat")
+            if text is not None:
+                cpu[pid] = read_cpu(pid, parse_stat(text))
+        with self._lock:
+            self.marks.append(((t0 + time.monotonic()) / 2, cpu))
+
     def _loop(self) -> None:
-        next_tasks = time.monotonic() + self.task_interval
+        # the first full sample (PSS, connections held) early, so that a 1 s smoke run has one
+        next_tasks = time.monotonic() + min(self.task_interval, 0.5)
         while not self._stop.is_set():
             now = time.monotonic()
             tasks = now >= next_tasks
@@ -232,27 +328,18 @@ class TreeSampler:
         self.final_pids = set(self.sample(tasks=True).cpu)
 
     def totals(self) -> dict:
+        """CPU over the window between the first and last mark() (wall_s is its length); without
+        marks, between baseline() and stop(). Memory and context switches: the whole sampling."""
         with self._lock:
-            final = self.final_pids or set(self.last_cpu)
-            zero = Cpu(0.0, 0.0, 0.0, 0.0, 0.0)
-            user = sys_ = total = 0.0
-            for pid in final:
-                now, base = self.last_cpu[pid], self.base_cpu.get(pid, zero)
-                user += now.user - base.user + now.child_user - base.child_user
-                sys_ += now.sys - base.sys + now.child_sys - base.child_sys
-                total += (now.total - base.total + now.child_user - base.child_user
-                          + now.child_sys - base.child_sys)
-            for pid, base in self.base_cpu.items():
-                if pid not in final:
-                    user -= base.user
-                    sys_ -= base.sys
-                    total -= base.total
-            total = max(total, 0.0)
-            ticks = user + sys_
-            if ticks > 0:
-                user, sys_ = total * user / ticks, total * sys_ / ticks
+            if len(self.marks) >= 2:
+                (t0, base), (t1, final) = self.marks[0], self.marks[-1]
+                wall = t1 - t0
             else:
-                user, sys_ = total, 0.0
+                base = self.base_cpu
+                final = {p: c for p, c in self.last_cpu.items()
+                         if p in (self.final_pids or set(self.last_cpu))}
+                wall = None
+            total, user, sys_ = cpu_delta(base, final)
             vol = invol = 0
             for key, (v, i) in self.last_ctxt.items():
                 bv, bi = self.base_ctxt.get(key, (0, 0))
@@ -262,11 +349,13 @@ class TreeSampler:
                 "cpu_s": round(total, 4),
                 "cpu_user_s": round(user, 4),
                 "cpu_sys_s": round(sys_, 4),
+                "wall_s": round(wall, 4) if wall is not None else None,
                 "ctxt_voluntary": vol,
                 "ctxt_involuntary": invol,
                 "peak_rss_bytes": self.peak_rss,
                 "peak_pss_bytes": self.peak_pss,
                 "idle_pss_bytes": self.idle_pss,
+                "peak_held_connections": self.peak_held if self.port else None,
                 "peak_threads": self.peak_threads,
                 "peak_processes": self.peak_processes,
                 "samples": self.samples,

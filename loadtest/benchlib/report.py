@@ -2,9 +2,7 @@
 # the best and to the peers) and a short explanation written from the measured figures.
 from __future__ import annotations
 
-from .matrix import BACKEND_MODELS, KNOWN_BACKENDS, SCENARIOS
-
-PEERS = ("nginx", "go")
+from .matrix import BACKEND_MODELS, KNOWN_BACKENDS, PEERS, SCENARIOS
 
 
 def order_key(name: str) -> tuple[int, str]:
@@ -81,24 +79,33 @@ def best_worst(rows: dict[str, dict], key: str) -> tuple[str, str] | None:
     return cands[-1][1], cands[0][1]
 
 
+def _why(e: dict) -> str:
+    why = "; ".join(e["problems"])[:200]
+    status = ", ".join(e["statuses"])
+    return why if why.startswith(status) else f"{status}: {why}" if why else status
+
+
 def table(rows: dict[str, dict], scenario: dict) -> list[str]:
     g = good(rows)
     best = max((med(v, "rps_per_core") or 0 for v in g.values()), default=0)
     peers = [p for p in PEERS if p in rows and rows[p]["good_runs"]]
     head = ["backend", "req/s", "req/s per server core", "server cores", "bottleneck",
-            "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "errors", "CPU user+sys s",
-            "ctx switches vol / invol", "peak RSS / PSS MiB", "PSS per conn KiB",
-            "threads / procs",
+            "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "runs ok", "CPU user+sys s",
+            "ctx switches vol / invol", "peak RSS / PSS MiB", "conns held",
+            "PSS per held conn KiB", "threads / procs",
             "÷ best"] + [f"÷ {p}" for p in peers]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    notes = []
     for name, e in rows.items():
         label = f"{name} (peer)" if e["kind"] == "peer" else name
-        if not e["good_runs"]:
-            why = "; ".join(e["problems"])[:160]
-            status = ", ".join(e["statuses"])
-            text = why if why.startswith(status) else f"{status}: {why}" if why else status
-            out.append(f"| {label} | {text} |" + " |" * (len(head) - 2))
+        if not e["good_runs"] and not e["marked"]:
+            out.append(f"| {label} | {_why(e)} |" + " |" * (len(head) - 2))
             continue
+        if e["marked"]:
+            label = f"⚠ {label}"
+            notes.append(f"⚠ {name}: every run had wrong or missing answers, so its figures "
+                         f"(those runs', correct answers only) are not in the headline or the "
+                         f"ratios: {_why(e)}.")
         lat = e["latency_us"]
         cpu = None
         if e.get("cpu_user_s") and e.get("cpu_sys_s"):
@@ -107,23 +114,29 @@ def table(rows: dict[str, dict], scenario: dict) -> list[str]:
         cells = [
             label,
             fmt_range(e["rps"]),
-            f"**{fmt_range(e['rps_per_core'])}**",
+            f"**{fmt_range(e['rps_per_core'])}**" if not e["marked"] else fmt_range(e["rps_per_core"]),
             fmt_num(med(e, "server_cores"), 2),
             e["bottleneck"],
             fmt_ms(lat["50"]["median"] if lat["50"] else None),
             fmt_ms(lat["90"]["median"] if lat["90"] else None),
             fmt_ms(lat["99"]["median"] if lat["99"] else None),
             fmt_ms(lat["99.9"]["median"] if lat["99.9"] else None),
-            fmt_num(med(e, "errors")),
+            f"{e['good_runs']}/{e['runs']}",
             cpu or "-",
             f"{fmt_num(med(e, 'ctxt_voluntary'))} / {fmt_num(med(e, 'ctxt_involuntary'))}",
             f"{fmt_num((med(e, 'peak_rss_bytes') or 0) / 2**20, 1)} / "
             f"{fmt_num((med(e, 'peak_pss_bytes') or 0) / 2**20, 1)}",
+            fmt_num(med(e, "held_connections")),
             fmt_bytes_k(med(e, "pss_per_conn_bytes")),
             f"{fmt_num(med(e, 'peak_threads'))} / {fmt_num(med(e, 'peak_processes'))}",
-            ratio(pc, best),
-        ] + [ratio(pc, med(rows[p], "rps_per_core")) for p in peers]
+            ratio(pc, best) if not e["marked"] else "-",
+        ] + [ratio(pc, med(rows[p], "rps_per_core")) if not e["marked"] else "-" for p in peers]
         out.append("| " + " | ".join(cells) + " |")
+        if e["good_runs"] and e["marked_runs"]:
+            notes.append(f"{name}: {e['marked_runs']} of {e['runs']} runs had wrong or missing "
+                         "answers and are left out of its medians.")
+    if notes:
+        out += [""] + [f"- {n}" for n in notes]
     return out
 
 
@@ -164,11 +177,12 @@ def _memory(g: dict[str, dict], conns: int) -> str:
     for name, e in g.items():
         k = med(e, "pss_per_conn_bytes")
         if k is not None:
-            parts.append(f"{name} {fmt_bytes_k(k)} KiB ({fmt_num(med(e, 'peak_threads'))} threads"
+            parts.append(f"{name} {fmt_bytes_k(k)} KiB over {fmt_num(med(e, 'held_connections'))} "
+                         f"connections held ({fmt_num(med(e, 'peak_threads'))} threads"
                          f", {fmt_num(med(e, 'peak_processes'))} processes)")
     if not parts:
         return ""
-    return (f"Memory (PSS) added per connection at {conns:,} connections: " + "; ".join(parts)
+    return (f"Memory (PSS) added per connection held, {conns:,} offered: " + "; ".join(parts)
             + ".")
 
 
@@ -230,22 +244,25 @@ def explain_echo(g, sc, rows):
 
 def explain_c10k(g, sc, rows):
     s = [_spread(g), _memory(g, sc["connections"])]
-    capped = [f"{n} held at most {fmt_num((med(e, 'peak_processes') or 1) - 1)} connections at once (one "
-              "per worker process, --workers), the others waited in the listen backlog"
-              for n, e in g.items()
-              if n == "prefork" and (med(e, "peak_processes") or 0) < 0.9 * sc["connections"]]
+    every = {**g, **{n: e for n, e in rows.items() if e.get("marked") and n not in PEERS}}
+    capped = [f"{n} held at most {fmt_num(med(e, 'held_connections'))} connections at once "
+              f"({fmt_num(med(e, 'peak_threads'))} threads in {fmt_num(med(e, 'peak_processes'))} "
+              "processes), the others waited in the listen backlog"
+              for n, e in every.items()
+              if (med(e, "held_connections") or 0) < 0.9 * sc["connections"]]
     if capped:
         s.append(_sentence("; ".join(capped)) + ".")
-    for n, e in g.items():
-        if (med(e, "errors") or 0) > 0:
-            s.append(f"{n} had {fmt_num(med(e, 'errors'))} errors (median): connections it could "
-                     "not take in time (listen backlog overflow, worker or connection limits) "
-                     "time out in wrk.")
+    for n, e in every.items():
+        if e.get("marked") or e.get("marked_runs"):
+            s.append(f"{n} had wrong or missing answers in {e['marked_runs']} of {e['runs']} runs "
+                     "(connections it could not take in time, from listen-backlog overflow or "
+                     "worker or connection limits, time out in wrk).")
     low_high = _cheapest(g, "pss_per_conn_bytes")
     notes = _model_memory_notes(g)
     if low_high:
         lo, hi = low_high
-        s.append(f"{lo} holds a connection most cheaply and {hi} most dearly: " + "; ".join(notes) + ".")
+        s.append(f"Per connection held, {lo} is the cheapest and {hi} the dearest: "
+                 + "; ".join(notes) + ".")
     elif notes:
         s.append(_sentence("; ".join(notes)) + ".")
     return s
@@ -358,6 +375,8 @@ def overview(data: dict, summary: dict) -> list[str]:
             e = rows.get(n)
             if e is None:
                 cells.append("")
+            elif e["marked"]:
+                cells.append("⚠ errors")
             elif not e["good_runs"]:
                 cells.append(", ".join(e["statuses"]))
             else:
@@ -388,12 +407,16 @@ def render(data: dict, summary: dict, chart_dir: str) -> str:
         lines.append(f"Not run: {b} ({why}).")
     lines += [
         "",
-        "The headline figure is **requests per server core**: requests/s divided by the server's "
-        "CPU share over the run (user + system seconds of every thread and process of the "
-        "server, from /proc, divided by wall seconds). One wrk thread on the other core "
-        "saturates at about nginx's speed, so raw req/s often measures wrk; the *bottleneck* "
-        "column says which side used ≥85 % of its CPUs (client = wrk plus, for proxy, the "
-        "upstream).",
+        "The headline figure is **requests per server core**: correct answers per second "
+        "divided by the server's CPU share, both over one window (wrk's lifetime: the server's "
+        "user + system seconds, every thread and process of its tree, read from /proc right "
+        "before wrk starts and right after it exits), i.e. correct answers per server "
+        "CPU-second. A correct answer is status 200 with exactly the expected body (checked by "
+        "bench.lua for every response, and byte for byte by the runner before each load); a "
+        "run with any socket error, timeout, wrong status or body is marked ⚠ and kept out of "
+        "the headline. One wrk thread on the other core saturates at about nginx's speed, so "
+        "raw req/s often measures wrk; the *bottleneck* column says which side used ≥85 % of "
+        "its CPUs (client = wrk plus, for proxy, the upstream).",
         "",
         "## Overview: requests per server core",
         "",
@@ -438,11 +461,21 @@ def render(data: dict, summary: dict, chart_dir: str) -> str:
         "and at the end; a thread that exits between samples loses at most its last second), "
         "RSS as the sum of VmRSS over the tree sampled every 100 ms (shared pages of prefork's "
         "workers are counted once per process), PSS (shared pages split between the processes "
-        "using them) from smaps_rollup every second. Memory per connection = (peak PSS − idle "
-        "PSS) / connections; it leaves out kernel memory (a kernel stack per thread, socket "
+        "using them) from smaps_rollup every second. Connections held = the most established "
+        "TCP sockets on the server's port that a process of its tree had a descriptor for "
+        "(/proc/<pid>/fd against /proc/net/tcp, sampled with PSS; connections still in the "
+        "listen backlog are not held). Memory per connection = (peak PSS − idle PSS) / "
+        "connections held; it leaves out kernel memory (a kernel stack per thread, socket "
         "buffers).",
-        "- errors = wrk's socket errors (connect, read, write, timeout) plus non-2xx/3xx "
-        "responses.",
+        "- Each server gets as many threads/processes/loops as it has CPUs: a gearbox backend "
+        "with a `--threads`/`--workers` flag of its own (from `gearbox --help`) gets it set to "
+        "the server CPUs (per-connection models have none); nginx `worker_processes` and Go's "
+        "GOMAXPROCS likewise.",
+        "- proxy: the upstream is nginx (`return 200`, one worker) on the client CPU; a proxy run "
+        "fails unless the upstream's stub_status counted at least as many requests as the "
+        "client got answers.",
+        "- errors (⚠) = wrk's socket errors (connect, read, write, timeout) plus answers with a "
+        "status other than 200 or a body other than the expected one.",
         "",
     ]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -16,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from benchlib import matrix, procstat, report, runner, wrk  # noqa: E402
+from benchlib import matrix, procstat, report, runner, servers, wrk  # noqa: E402
 
 GEARBOX_HELP = """gearbox: an HTTP/1.1 echo server and reverse proxy
 Usage:
@@ -25,10 +26,15 @@ Usage:
   -b, --backend arg          concurrency backend (default: thread)
       --max-connections arg  connections served at once (default 10000)
       --backlog arg          listen(2) backlog (default 511)
+      --workers N          prefork: most worker processes (default 256); uring: event
+                           loops, one thread and ring each (default 1)
+      --threads N          pool/fiber: worker threads (default 0 = one per core)
 
 Backends:
-  thread      a thread per connection, blocking I/O
-  prefork     pre-forked worker processes
+  thread      one OS thread per connection, blocking I/O
+  prefork     worker processes, one connection each, forked by a master
+  pool        epoll reactor handing ready connections to a worker thread pool
+  fiber       Boost.Fiber M:N over OS threads, a netpoller
   uring       io_uring + C++20 coroutines (unavailable here: io_uring is not permitted)
 """
 
@@ -37,11 +43,33 @@ class ParseHelp(unittest.TestCase):
     def test_backends_section(self):
         info = matrix.parse_help(GEARBOX_HELP)
         self.assertEqual(info.source, "help")
-        self.assertEqual(info.backends, ["thread", "prefork"])
+        self.assertEqual(info.backends, ["thread", "prefork", "pool", "fiber"])
         self.assertIn("uring", info.unavailable)
         self.assertIn("not permitted", info.unavailable["uring"])
         self.assertIn("--max-connections", info.flags)
         self.assertIn("--backlog", info.flags)
+
+    def test_backend_flags_from_help(self):
+        # New backends and their flags come from --help alone: fiber's --threads, uring's
+        # --workers (named on a wrapped continuation line); prefork's --workers caps processes
+        # of one connection each, so it is no thread count; thread has none.
+        info = matrix.parse_help(GEARBOX_HELP)
+        self.assertEqual(info.parallel_flag("fiber"), "--threads")
+        self.assertEqual(info.parallel_flag("pool"), "--threads")
+        self.assertEqual(info.parallel_flag("uring"), "--workers")
+        self.assertIsNone(info.parallel_flag("prefork"))
+        self.assertIsNone(info.parallel_flag("thread"))
+        self.assertIn("--workers", info.backend_flags["prefork"])
+
+    def test_real_help_layout(self):
+        # gearbox's own layout: cxxopts groups (" Backends options:") before "Backends:".
+        text = (" Backends options:\n      --threads N          pool: worker threads (default 0)\n"
+                "      --max-connections N  connections served at once (default 10000)\n\n"
+                "Backends:\n  prefork   worker processes, one connection each\n"
+                "  pool      epoll reactor handing ready connections to a pool\n")
+        info = matrix.parse_help(text)
+        self.assertEqual(info.backends, ["prefork", "pool"])
+        self.assertEqual(info.parallel_flag("pool"), "--threads")
 
     def test_option_description_list(self):
         info = matrix.parse_help("  -b, --backend arg  one of: thread|pool|fiber (default: thread)\n")
@@ -71,11 +99,16 @@ class WrkOutput(unittest.TestCase):
             wrk.parse_output("unable to connect to 127.0.0.1:1 Connection refused\n")
 
     def test_command_bounds_threads_and_pins(self):
-        argv = wrk.command("http://127.0.0.1:1/x", "POST", 4096, 2, 8, 1.0, [1])
+        argv = wrk.command("http://127.0.0.1:1/x", "POST", 4096, "=echo", 2, 8, 1.0, [1])
         if shutil.which("taskset"):
             self.assertEqual(argv[:3], ["taskset", "-c", "1"])
         self.assertEqual(argv[argv.index("-t") + 1], "2")
-        self.assertEqual(argv[-3:], ["--", "POST", "4096"])
+        self.assertEqual(argv[-4:], ["--", "POST", "4096", "=echo"])
+
+    def test_incorrect_counts_bad_answers(self):
+        f = {"errors": {"connect": 0, "read": 0, "write": 0, "status": 3, "timeout": 2},
+             "bad_status": 3, "bad_body": 4}
+        self.assertEqual(wrk.incorrect(f), {"timeout": 2, "bad status": 3, "bad body": 4})
 
 
 class Proc(unittest.TestCase):
@@ -152,6 +185,8 @@ class ReapedChildren(unittest.TestCase):
         finally:
             proc.kill()
             proc.wait()
+            proc.stdin.close()
+            proc.stdout.close()
 
 
 def fake_record(backend, scenario, rep, rps, cpu, rss=50 << 20, status="ok"):
@@ -162,10 +197,11 @@ def fake_record(backend, scenario, rep, rps, cpu, rss=50 << 20, status="ok"):
                    "ctxt_involuntary": 10, "peak_rss_bytes": rss, "peak_pss_bytes": rss,
                    "idle_pss_bytes": 10 << 20, "peak_threads": 65,
                    "peak_processes": 1, "samples": 10, "idle_rss_bytes": 10 << 20},
-        "wrk": {"requests": int(rps), "duration_us": 1_000_000, "errors": {},
+        "wrk": {"requests": int(rps), "correct": int(rps), "duration_us": 1_000_000, "errors": {},
                 "latency_us": {"50": 500, "90": 900, "99": 2000, "99.9": 5000}},
         "derived": {"rps": rps, "server_cores": cpu, "client_cores": 1.0,
-                    "rps_per_core": rps / cpu, "errors": 0,
+                    "rps_per_core": rps / cpu, "errors": 0 if status == "ok" else 5,
+                    "held_connections": 64,
                     "rss_per_conn_bytes": (rss - (10 << 20)) / 64,
                     "pss_per_conn_bytes": (rss - (10 << 20)) / 64, "bottleneck": "server"},
     }
@@ -198,9 +234,31 @@ class Report(unittest.TestCase):
 
     def test_error_runs_are_not_figures(self):
         runs = [fake_record("thread", "plaintext", 0, 100, 1.0, status="error"),
-                fake_record("thread", "plaintext", 1, 300, 1.0)]
+                fake_record("thread", "plaintext", 1, 200, 1.0, status="errors"),
+                fake_record("thread", "plaintext", 2, 300, 1.0)]
         s = runner.aggregate(runs)
         self.assertEqual(s["plaintext/thread"]["rps"]["median"], 300)
+        self.assertEqual(s["plaintext/thread"]["marked_runs"], 1)
+        self.assertFalse(s["plaintext/thread"]["marked"])
+
+    def test_runs_with_errors_are_marked_not_headline(self):
+        # A backend whose every run had timeouts: its figures are shown marked (⚠), never in
+        # the overview's headline, the ratios or the "leads with" sentence.
+        data = self.data()
+        data["runs"] = [r for r in data["runs"] if r["backend"] != "prefork"]
+        for rep in range(3):
+            data["runs"].append(fake_record("prefork", "c10k", rep, 90000, 1.0, status="errors"))
+        summary = runner.aggregate(data["runs"])
+        self.assertTrue(summary["c10k/prefork"]["marked"])
+        self.assertEqual(summary["c10k/prefork"]["good_runs"], 0)
+        text = report.render(data, summary, "charts")
+        c10k = text[text.index("## c10k"):text.index("## delay")]
+        self.assertIn("⚠ prefork", c10k)
+        self.assertNotIn("prefork leads", c10k)
+        self.assertIn("pool leads", c10k)
+        overview = text[text.index("## Overview"):text.index("## plaintext")]
+        self.assertNotIn("90,000", overview)
+        self.assertIn("⚠ errors", overview)
 
     def test_render(self):
         data = self.data()
@@ -220,10 +278,9 @@ class Report(unittest.TestCase):
         self.assertEqual(runner.bottleneck(1.9, 2, 0.9, 1), "both")
 
     def test_charts(self):
-        try:
-            from benchlib import charts
-        except ImportError:
-            self.skipTest("matplotlib not available to this interpreter")
+        # No skip: make test runs this with Debian's /usr/bin/python3 and python3-matplotlib;
+        # without matplotlib it fails.
+        from benchlib import charts
         data = self.data()
         with tempfile.TemporaryDirectory() as d:
             files = charts.render(data, runner.aggregate(data["runs"]), Path(d))
@@ -231,34 +288,192 @@ class Report(unittest.TestCase):
                 self.assertGreater(f.stat().st_size, 5000)
 
 
+class HeldConnections(unittest.TestCase):
+    def test_counts_accepted_not_offered(self):
+        # A server process that accepts 3 of the 10 connections offered: the other 7 are
+        # established in the kernel (listen backlog) but held by nobody.
+        code = ("import socket, sys, time\n"
+                "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(64)\n"
+                "print(s.getsockname()[1], flush=True)\n"
+                "held = [s.accept()[0] for _ in range(3)]\n"
+                "print('accepted', flush=True)\n"
+                "time.sleep(30)\n")
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        socks = []
+        try:
+            port = int(proc.stdout.readline())
+            socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
+            self.assertEqual(proc.stdout.readline().strip(), "accepted")
+            self.assertEqual(procstat.held_connections(proc.pid, port), 3)
+            sampler = procstat.TreeSampler(proc.pid, port=port)
+            sampler.baseline()
+            self.assertEqual(sampler.totals()["peak_held_connections"], 3)
+        finally:
+            for c in socks:
+                c.close()
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+
+
+class CheckResponses(unittest.TestCase):
+    def test_catches_short_echo_and_accepts_a_right_one(self):
+        proc = subprocess.Popen([sys.executable, str(HERE / "fake_gearbox.py"), "--backend", "shorty",
+                                 "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
+        try:
+            port = int(proc.stderr.readline().split("listening on 127.0.0.1:")[1].split()[0])
+            self.assertEqual(servers.check_responses(port, "GET", "/plaintext", 0,
+                                                     matrix.PLAINTEXT), "")
+            wrong = servers.check_responses(port, "POST", "/echo", 4096, matrix.ECHO)
+            self.assertIn("request 1", wrong)
+            self.assertIn("IncompleteRead", wrong)
+            self.assertIn("differing from byte", servers.check_responses(
+                port, "GET", "/plaintext", 0, "Hello, World?"))
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stderr.close()
+
+
+class NginxConfig(unittest.TestCase):
+    def test_proxy_mode_proxies_every_path(self):
+        # The old configuration answered /plaintext with `return 200` ahead of proxy_pass.
+        conf = servers.nginx_config("proxy", Path("/tmp/x"), 8080, upstream_port=9090)
+        self.assertNotIn("return", conf)
+        self.assertNotIn("location =", conf)
+        self.assertIn("location / {", conf)
+        self.assertIn("proxy_pass http://gearbox_upstream;", conf)
+        self.assertIn("server 127.0.0.1:9090;", conf)
+        up = servers.nginx_config("upstream", Path("/tmp/x"), 8080, status_port=8081)
+        self.assertIn("stub_status", up)
+
+
+def runs_of(res: dict, backend: str, scenario: str | None = None) -> list[dict]:
+    return [x for x in res["runs"] if x["backend"] == backend
+            and (scenario is None or x["scenario"] == scenario)]
+
+
 @unittest.skipUnless(shutil.which("wrk"), "wrk is not installed")
 class RunnerAgainstStandIn(unittest.TestCase):
+    """The whole runner (run.py) against fake_gearbox.py: one stand-in backend per defect."""
+
     def run_py(self, *args):
         with tempfile.TemporaryDirectory() as out:
             r = subprocess.run([sys.executable, str(ROOT / "run.py"), "--binary",
-                                str(HERE / "fake_gearbox.py"), "--out", out, *args],
-                               capture_output=True, text=True, timeout=120)
+                                str(HERE / "fake_gearbox.py"), "--out", out, "--no-charts", *args],
+                               capture_output=True, text=True, timeout=180)
             results = json.loads((Path(out) / "results.json").read_text()) \
                 if (Path(out) / "results.json").exists() else None
             return r, results
 
-    def test_smoke_passes(self):
-        r, res = self.run_py("--smoke", "--backends", "thread,forky", "--scenarios", "plaintext,proxy")
+    def test_smoke_passes_and_nginx_really_proxies(self):
+        r, res = self.run_py("--smoke", "--peers", "nginx", "--backends", "thread,forky",
+                             "--scenarios", "plaintext,echo-4k,proxy")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertEqual(len(res["runs"]), 4)
-        forky = [x for x in res["runs"] if x["backend"] == "forky"][0]
+        self.assertEqual({x["status"] for x in res["runs"]}, {"ok"})
+        forky = runs_of(res, "forky", "plaintext")[0]
         self.assertEqual(forky["server"]["peak_processes"], 2)
+        # a backend's own thread/process-count flag, from --help, set to the server CPUs
+        self.assertIn("--threads=1", runs_of(res, "thread")[0]["server_argv"])
+        self.assertIn("--workers=1", forky["server_argv"])
         for x in res["runs"]:
-            self.assertGreater(x["wrk"]["requests"], 0)
+            self.assertGreater(x["wrk"]["correct"], 0)
+            self.assertEqual(x["wrk"]["correct"], x["wrk"]["requests"])
             self.assertGreater(x["server"]["cpu_user_s"] + x["server"]["cpu_sys_s"], 0)
+        ng = runs_of(res, "nginx", "proxy")
+        self.assertEqual(len(ng), 1)
+        # nginx in proxy mode sends every request upstream: the upstream's count covers them
+        self.assertGreaterEqual(ng[0]["upstream_served"], ng[0]["wrk"]["requests"])
+        self.assertGreater(ng[0]["wrk"]["requests"], 0)
 
-    def test_smoke_fails_on_broken_and_dying_backends(self):
-        r, res = self.run_py("--smoke", "--backends", "thread,broken,dies,lost", "--scenarios", "plaintext")
+    def test_smoke_fails_on_start_failures_wrong_answers_and_dying(self):
+        r, res = self.run_py("--smoke", "--peers", "none", "--backends",
+                             "thread,broken,refused,dies,lost,wrongbody,flaky500",
+                             "--scenarios", "plaintext")
         self.assertEqual(r.returncode, 1)
         status = {x["backend"]: x["status"] for x in res["runs"]}
-        self.assertEqual(status, {"thread": "ok", "broken": "start-failed", "dies": "error"})
-        self.assertIn("lost", res["skipped_backends"])
-        self.assertIn("START-FAILED", r.stdout)
+        # "Resource temporarily unavailable" in a start failure is a failure, not a skip: only
+        # what --help marks unavailable ("lost") is skipped.
+        self.assertEqual(status, {"thread": "ok", "broken": "start-failed",
+                                  "refused": "start-failed", "dies": "error",
+                                  "wrongbody": "errors", "flaky500": "errors"})
+        self.assertEqual(list(res["skipped_backends"]), ["lost"])
+        for name in ("broken", "refused", "dies", "wrongbody", "flaky500"):
+            self.assertIn(f"FAILED {name}", r.stderr)
+        wrong = runs_of(res, "wrongbody")[0]
+        self.assertGreater(wrong["wrk"]["bad_body"], 0)
+        self.assertIn("bad body", " ".join(wrong["problems"]))
+
+    def test_smoke_fails_without_a_correct_run(self):
+        r, res = self.run_py("--smoke", "--peers", "none", "--backends", "broken",
+                             "--scenarios", "plaintext")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("broken: no correct run", r.stderr)
+
+    def test_unlisted_backend_is_an_error_not_a_skip(self):
+        r, _ = self.run_py("--smoke", "--backends", "thread,nosuch", "--scenarios", "plaintext")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("nosuch", r.stderr)
+
+    def test_errors_marked_and_rps_counts_correct_answers(self):
+        # Outside the smoke: the run completes, is marked "errors", and its req/s counts only
+        # the 200s (flaky500 answers every 4th request with 500).
+        r, res = self.run_py("--duration", "1", "--repeat", "1", "--peers", "none",
+                             "--backends", "thread,flaky500", "--scenarios", "plaintext")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        flaky = runs_of(res, "flaky500")[0]
+        self.assertEqual(flaky["status"], "errors")
+        w, d = flaky["wrk"], flaky["derived"]
+        self.assertGreater(w["bad_status"], 0)
+        self.assertEqual(w["correct"] + w["bad_status"] + w["bad_body"], w["requests"])
+        self.assertAlmostEqual(d["rps"], w["correct"] / d["window_s"], delta=1)
+        self.assertLess(d["rps"], 0.85 * w["requests"] / d["window_s"])
+        self.assertAlmostEqual(d["rps_per_core"], w["correct"] / flaky["server"]["cpu_s"], delta=1)
+        summary = runner.aggregate(res["runs"])
+        self.assertTrue(summary["plaintext/flaky500"]["marked"])
+        self.assertFalse(summary["plaintext/thread"]["marked"])
+
+    def test_proxy_that_skips_its_upstream_fails(self):
+        r, res = self.run_py("--smoke", "--peers", "none", "--backends", "thread,shortcut",
+                             "--scenarios", "proxy")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        ok, cheat = runs_of(res, "thread")[0], runs_of(res, "shortcut")[0]
+        self.assertEqual(ok["status"], "ok")
+        self.assertGreaterEqual(ok["upstream_served"], ok["wrk"]["requests"])
+        self.assertEqual(cheat["status"], "error")
+        self.assertIn("answered without its upstream", " ".join(cheat["problems"]))
+
+    def test_short_echo_is_not_measured(self):
+        r, res = self.run_py("--smoke", "--peers", "none", "--backends", "thread,shorty",
+                             "--scenarios", "echo-4k")
+        self.assertEqual(r.returncode, 1)
+        bad = runs_of(res, "shorty")[0]
+        self.assertEqual(bad["status"], "error")
+        self.assertNotIn("wrk", bad)
+        self.assertIn("wrong answer before the load", bad["problems"][0])
+        self.assertEqual(runs_of(res, "thread")[0]["status"], "ok")
+
+    def test_memory_divided_by_connections_held(self):
+        # capped holds 8 of the 64 connections offered, 1 MiB each.
+        r, res = self.run_py("--duration", "2", "--repeat", "1", "--peers", "none",
+                             "--backends", "capped", "--scenarios", "plaintext")
+        run = runs_of(res, "capped")[0]
+        self.assertIn("derived", run, r.stdout + r.stderr)
+        self.assertEqual(run["derived"]["held_connections"], 8)
+        per = run["derived"]["pss_per_conn_bytes"]
+        self.assertGreater(per, 0.7 * 2**20)
+        self.assertLess(per, 3 * 2**20)
+
+    def test_cpu_and_wall_over_one_window(self):
+        # lingers burns 0.5 s of CPU after each of its 64 connections closes, i.e. as soon as
+        # wrk exits: none of it may count, and CPU / wall can never exceed the server's CPUs.
+        r, res = self.run_py("--smoke", "--peers", "none", "--backends", "lingers",
+                             "--scenarios", "plaintext")
+        run = runs_of(res, "lingers")[0]
+        self.assertIn("derived", run, r.stdout + r.stderr)
+        d = run["derived"]
+        self.assertAlmostEqual(d["window_s"], run["wrk"]["wall_s"], delta=0.25)
+        self.assertLessEqual(d["server_cores"], 1.1 * max(1, len(res["host"]["server_cpus"]) or 2))
 
 
 if __name__ == "__main__":
