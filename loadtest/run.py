@@ -103,8 +103,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--binary", help="the gearbox binary (default: BUILD/gearbox)")
     p.add_argument("--backends", help="comma-separated subset (default: every backend the binary lists)")
     p.add_argument("--scenarios", help=f"comma-separated subset of: {names}")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds of load per run (default 10)")
-    p.add_argument("--repeat", type=int, default=3, help="runs per backend x scenario (default 3)")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds of load per run (default 5)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs per backend x scenario (default 3; the idle and open-loop "
+                        "scenarios run once)")
+    p.add_argument("--quick", action="store_true",
+                   help="the quick preset: 2 s per run, once, c10k 8 s, every other open-loop "
+                        "rate, the peers (under 10 minutes on 2 cores; the full run is under 45)")
     p.add_argument("--smoke", action="store_true",
                    help=f"{SMOKE_DURATION:.0f} s per run, once, fewer connections for c10k and delay, "
                         "with the peers; exit 1 unless every backend and installed peer answered "
@@ -128,6 +133,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.smoke:
         args.duration = SMOKE_DURATION
+        args.repeat = 1
+        args.peers = args.peers or "all"
+    elif args.quick:
+        args.duration = 2.0
         args.repeat = 1
         args.peers = args.peers or "all"
     return args
@@ -226,7 +235,7 @@ def main(argv: list[str]) -> int:
     plan = runner.Plan(
         binary=binary, backends=backends, scenarios=scenarios,
         peers=peers, duration=args.duration,
-        repeat=args.repeat, smoke=args.smoke, server_cpus=server_cpus, client_cpus=client_cpus,
+        repeat=args.repeat, smoke=args.smoke, quick=args.quick, server_cpus=server_cpus, client_cpus=client_cpus,
         server_args=args.server_arg, info=info, out=out, skipped=skipped)
     print(f"run.py: {len(backends)} backends ({', '.join(backends)}), {len(scenarios)} scenarios, "
           f"{args.repeat} x {args.duration:g} s, server CPUs {server_cpus or 'all'}, "
@@ -243,13 +252,15 @@ def main(argv: list[str]) -> int:
         "host": dict(runner.host_info(plan), fd_limit=fd_limit),
         "binary": binary,
         "smoke": args.smoke,
+        "quick": args.quick,
         "duration_s": args.duration,
         "repeat": args.repeat,
         "backends": backends,
         "peers": plan.peers,
         "skipped_backends": skipped,
         "scenarios": [{"name": s.name, "about": s.about, "connections": s.conns(args.smoke),
-                       "method": s.method, "path": s.path, "body": s.body, "mode": s.mode}
+                       "method": s.method, "path": s.path, "body": s.body, "mode": s.mode,
+                       "group": s.group, "kind": s.kind, "seconds": plan.seconds(s)}
                       for s in scenarios],
         "upstream": "nginx return 200, one worker, on the client CPU",
         "backend_flags": {b: runner.gearbox_flags(plan, b, matrix.SCENARIOS[0]) for b in backends},

@@ -9,8 +9,15 @@ from dataclasses import dataclass, field
 # Used when `gearbox --help` does not list its backends; display order of the report.
 KNOWN_BACKENDS = ("thread", "prefork", "pool", "uring", "fiber")
 
-# The programs set beside gearbox (--peers); every other name is a gearbox backend.
-PEERS = ("nginx", "go")
+# The programs set beside gearbox (--peers); every other name is a gearbox backend. The Python
+# peers are the seed article's own models (loadtest/peers/python, one shared request handler).
+PY_PEERS = ("py-mp", "py-thread", "py-pool", "py-asyncio", "py-uvloop")
+PEERS = ("nginx", "go") + PY_PEERS
+
+# How a peer's thread/process/loop count is set (a peer not listed has none: a thread per
+# connection, or one event loop).
+PEER_WORKERS = {"nginx": "worker_processes", "go": "GOMAXPROCS", "py-mp": "--workers",
+                "py-pool": "--workers"}
 
 # One line per backend: the model the report's explanations speak of.
 BACKEND_MODELS = {
@@ -19,14 +26,29 @@ BACKEND_MODELS = {
     "pool": "an epoll loop handing ready connections to a thread pool",
     "uring": "io_uring with one stackless C++20 coroutine per connection",
     "fiber": "a stackful Boost.Fiber per connection over a netpoller",
-    "nginx": "nginx (Debian nginx-light), one event-loop worker",
-    "go": "Go net/http, a goroutine per connection on the Go scheduler",
+    "nginx": "nginx (Debian nginx-light), event-loop workers (one per server CPU)",
+    "go": "Go net/http, a goroutine per connection on the Go scheduler (GOMAXPROCS = server CPUs)",
+    "py-mp": "Python, pre-forked worker processes (os.fork, as gunicorn's sync workers) blocking "
+             "in accept() on one socket, one connection each (2 × CPUs + 1)",
+    "py-thread": "Python `threading`: a thread per connection, blocking; the GIL runs one at a time",
+    "py-pool": "Python `concurrent.futures.ThreadPoolExecutor` (its default size), a request per "
+               "turn, the connection resubmitted when others wait",
+    "py-asyncio": "Python `asyncio`: one event loop, a coroutine per connection (start_server, streams)",
+    "py-uvloop": "the same asyncio program on uvloop (libuv, Debian python3-uvloop)",
 }
 
 
 PLAINTEXT = "Hello, World!"
 DONE = "done"        # gearbox's body for /delay/<ms> and /cpu/<ms>
 ECHO = "=echo"       # the response body must be the request body, byte for byte
+
+
+@dataclass(frozen=True)
+class Background:
+    """A second, concurrent wrk load on the same server (the slow neighbours of a scenario)."""
+    path: str
+    connections: int
+    expect: str = DONE
 
 
 @dataclass(frozen=True)
@@ -44,23 +66,49 @@ class Scenario:
     about: str = ""                    # one line for the report header
     server_flags: tuple[str, ...] = field(default=())  # added when `--help` lists the flag
     expect: str = PLAINTEXT            # the body every response must carry; ECHO = the request's
+    all_cpus: bool = False             # the server gets every CPU, sharing them with the client
+    variants: tuple[int, ...] = ()     # run each target with this many threads/processes/loops
+    only_parallel: bool = False        # only targets with a thread/process/loop count
+    backends: tuple[str, ...] = ()     # only these gearbox backends (empty: all)
+    background: Background | None = None
+    kind: str = "wrk"                  # wrk (closed loop) | idle (held connections) | open (rates)
+    rates: tuple[int, ...] = ()        # open: offered requests/s, one run each
+    group: str = "matrix"              # the report section: matrix | lessons
+    in_smoke: bool = True              # --smoke runs it (at its smoke size)
+    once: bool = False                 # one run whatever --repeat (memory held; rate steps)
+    smoke_peers: bool = False          # --smoke runs its peers here (each peer starts somewhere)
 
-    def seconds(self, duration: float, smoke: bool) -> float:
-        return duration if smoke else max(duration, self.min_duration)
+    def seconds(self, duration: float, smoke: bool, quick: bool = False) -> float:
+        if smoke:
+            return duration
+        return max(duration, self.min_duration / 2 if quick else self.min_duration)
 
     def conns(self, smoke: bool) -> int:
         return self.smoke_connections if smoke and self.smoke_connections else self.connections
 
 
+ALL_PEERS = PEERS
+PY = PY_PEERS
+GIL_PEERS = ("go", "py-mp", "py-thread", "py-pool", "py-asyncio")
+STACK_PEERS = ("nginx", "go", "py-asyncio", "py-uvloop")
+OPEN_RATES = (2000, 5000, 10000, 20000, 30000, 45000, 60000)
+
 # One line per scenario.
 SCENARIOS = (
-    Scenario("plaintext", "GET", "/plaintext", 64, peers=("nginx", "go"), about="GET /plaintext, 64 keep-alive connections"),
-    Scenario("echo-4k", "POST", "/echo", 64, body=4096, expect=ECHO, peers=("go",), about="POST of a 4 KiB body echoed back, 64 connections"),
+    Scenario("plaintext", "GET", "/plaintext", 64, peers=("nginx", "go") + PY, smoke_peers=True, about="GET /plaintext, 64 keep-alive connections"),
+    Scenario("echo-4k", "POST", "/echo", 64, body=4096, expect=ECHO, peers=("go",) + PY, smoke_peers=True, about="POST of a 4 KiB body echoed back, 64 connections"),
     Scenario("echo-256k", "POST", "/echo", 64, body=262144, expect=ECHO, peers=("go",), about="POST of a 256 KiB body echoed back, 64 connections"),
-    Scenario("c10k", "GET", "/plaintext", 10000, smoke_connections=500, wrk_threads=4, min_duration=15, peers=("nginx", "go"), about="GET /plaintext over 10,000 keep-alive connections", server_flags=("--max-connections=20000", "--backlog=4096")),
-    Scenario("delay", "GET", "/delay/100", 1000, smoke_connections=100, expect=DONE, peers=("go",), about="GET /delay/100 at 1,000 connections: waiting without working"),
-    Scenario("cpu", "GET", "/cpu/2", 16, expect=DONE, peers=("go",), about="GET /cpu/2 at 16 connections: 2 ms of computation per request"),
-    Scenario("proxy", "GET", "/plaintext", 64, mode="proxy", peers=("nginx",), about="GET /plaintext through the proxy to an nginx upstream (`return 200`, one worker, on the client CPU), 64 connections"),
+    Scenario("c10k", "GET", "/plaintext", 10000, smoke_connections=500, wrk_threads=4, min_duration=15, peers=("nginx", "go", "py-thread", "py-asyncio", "py-uvloop"), about="GET /plaintext over 10,000 keep-alive connections", server_flags=("--max-connections=20000", "--backlog=4096")),
+    Scenario("delay", "GET", "/delay/100", 1000, smoke_connections=100, expect=DONE, peers=("go",) + PY, smoke_peers=True, about="GET /delay/100 at 1,000 connections: waiting without working"),
+    Scenario("cpu", "GET", "/cpu/2", 16, expect=DONE, peers=("go",) + PY, smoke_peers=True, about="GET /cpu/2 at 16 connections: 2 ms of computation per request"),
+    Scenario("proxy", "GET", "/plaintext", 64, mode="proxy", peers=("nginx",), smoke_peers=True, about="GET /plaintext through the proxy to an nginx upstream (`return 200`, one worker, on the client CPU), 64 connections"),
+    # The lessons' own scenarios.
+    Scenario("gil", "GET", "/cpu/2", 16, expect=DONE, all_cpus=True, variants=(1, 2), peers=GIL_PEERS, group="lessons", about="GET /cpu/2 at 16 connections with both CPUs for the server (wrk, light here, shares them), at 1 and 2 threads/processes/loops: who turns two cores into twice the work"),
+    Scenario("multi-plaintext", "GET", "/plaintext", 64, all_cpus=True, variants=(1, 2), only_parallel=True, group="lessons", in_smoke=False, about="GET /plaintext, 64 connections, both CPUs (shared with wrk), at 1 and 2 threads/loops"),
+    Scenario("multi-mixed", "GET", "/plaintext", 64, all_cpus=True, variants=(1, 2), only_parallel=True, background=Background("/cpu/20", 2), group="lessons", about="GET /plaintext at 64 connections while 2 more connections ask for /cpu/20 (20 ms of computation each), both CPUs, at 1 and 2 threads/loops: what a slow request does to its neighbours' p99"),
+    Scenario("idle-1k", "GET", "/plaintext", 1000, smoke_connections=100, kind="idle", peers=STACK_PEERS + ("py-thread",), group="lessons", once=True, about="1,000 keep-alive connections, one request each, then idle: memory per idle connection held", server_flags=("--max-connections=20000", "--backlog=4096")),
+    Scenario("idle-10k", "GET", "/plaintext", 10000, smoke_connections=300, kind="idle", peers=STACK_PEERS, backends=("thread", "pool", "uring", "fiber"), group="lessons", in_smoke=False, once=True, about="10,000 keep-alive connections, one request each, then idle: memory per idle connection held", server_flags=("--max-connections=20000", "--backlog=4096")),
+    Scenario("open", "GET", "/plaintext", 64, kind="open", rates=OPEN_RATES, peers=("nginx", "go"), group="lessons", once=True, about="GET /plaintext at a fixed offered rate (open loop, 64 connections; latency from each request's intended send time, so no coordinated omission), stepped from light to past saturation"),
 )
 
 

@@ -5,9 +5,22 @@ from __future__ import annotations
 from .matrix import BACKEND_MODELS, KNOWN_BACKENDS, PEERS, SCENARIOS
 
 
-def order_key(name: str) -> tuple[int, str]:
+RATIO_PEERS = ("nginx", "go")  # the peers every table divides by
+
+
+def base_of(label: str) -> str:
+    """"pool×2@20k" -> "pool"."""
+    return label.split("@", 1)[0].split("×", 1)[0]
+
+
+def order_key(name: str) -> tuple:
     known = list(KNOWN_BACKENDS) + list(PEERS)
-    return (known.index(name) if name in known else len(KNOWN_BACKENDS), name)
+    base = base_of(name)
+    rest = name[len(base):]
+    workers = int(rest[1:].split("@")[0]) if rest.startswith("×") else 0
+    rate = rest.split("@", 1)[1] if "@" in rest else ""
+    rate_n = float(rate[:-1]) * 1000 if rate.endswith("k") else float(rate or 0)
+    return (known.index(base) if base in known else len(known), base, workers, rate_n)
 
 
 def med(entry: dict, key: str) -> float | None:
@@ -88,7 +101,7 @@ def _why(e: dict) -> str:
 def table(rows: dict[str, dict], scenario: dict) -> list[str]:
     g = good(rows)
     best = max((med(v, "rps_per_core") or 0 for v in g.values()), default=0)
-    peers = [p for p in PEERS if p in rows and rows[p]["good_runs"]]
+    peers = [p for p in RATIO_PEERS if p in rows and rows[p]["good_runs"]]
     head = ["backend", "req/s", "req/s per server core", "server cores", "bottleneck",
             "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "runs ok", "CPU user+sys s",
             "ctx switches vol / invol", "peak RSS / PSS MiB", "conns held",
@@ -364,9 +377,13 @@ def explanation(scenario: dict, rows: dict[str, dict]) -> str:
     return " ".join(sentences)
 
 
+def matrix_scenarios(data: dict) -> list[dict]:
+    return [s for s in data["scenarios"] if s.get("group", "matrix") == "matrix"]
+
+
 def overview(data: dict, summary: dict) -> list[str]:
-    names = sorted({e["backend"] for e in summary.values()}, key=order_key)
-    scs = [s["name"] for s in data["scenarios"]]
+    scs = [s["name"] for s in matrix_scenarios(data)]
+    names = sorted({e["backend"] for e in summary.values() if e["scenario"] in scs}, key=order_key)
     out = ["| scenario | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for sc in scs:
         rows = rows_for(summary, sc)
@@ -426,13 +443,15 @@ def render(data: dict, summary: dict, chart_dir: str) -> str:
               f"![latency percentiles]({chart_dir}/latency.png)", "",
               f"![memory per connection]({chart_dir}/memory.png)", ""]
     by_name = {s.name: s for s in SCENARIOS}
-    for sc in data["scenarios"]:
+    for sc in matrix_scenarios(data):
         rows = rows_for(summary, sc["name"])
         about = sc.get("about") or (by_name[sc["name"]].about if sc["name"] in by_name else "")
         lines += [f"## {sc['name']}", "", f"{about} ({sc['connections']:,} connections in this run).",
                   ""]
         lines += table(rows, sc)
         lines += ["", explanation(sc, rows), ""]
+    from . import lessons
+    lines += lessons.sections(data, summary, chart_dir)
     problems = [r for r in data["runs"] if r["problems"]]
     if problems:
         lines += ["## Problems seen", ""]

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import procstat, servers, wrk
-from .matrix import PEERS, BinaryInfo, Scenario
+from .matrix import PEER_WORKERS, PEERS, PY_PEERS, BinaryInfo, Scenario
 
 BUSY = 0.85  # a side using this share of its CPUs or more was the bottleneck
 FOREIGN = 0.15  # server-CPU use by other processes beyond which a run is flagged
-SETUP_S = 2.0  # a run's time beyond its load (start, checks, stop), for the ETA
+SETUP_S = 1.0  # a run's time beyond its load (start, checks, stop), for the ETA
 
 
 @dataclass
@@ -32,6 +32,10 @@ class Plan:
     info: BinaryInfo              # what `gearbox --help` says: backends, their flags
     out: Path
     skipped: dict[str, str] = field(default_factory=dict)  # name -> why
+    quick: bool = False
+
+    def seconds(self, sc: Scenario) -> float:
+        return sc.seconds(self.duration, self.smoke, self.quick)
 
     @property
     def flags(self) -> set[str]:
@@ -68,26 +72,85 @@ class Upstream:
             self.server = None
 
 
-def gearbox_flags(plan: Plan, name: str, scenario: Scenario) -> list[str]:
-    """The scenario's flags the binary lists, and one thread/loop per server CPU for a backend
-    with a --threads/--workers flag of its own (per-connection models have none)."""
-    out = [f for f in scenario.server_flags if f.split("=", 1)[0] in plan.flags]
-    flag = plan.info.parallel_flag(name)
-    if flag:
-        out.append(f"{flag}={max(1, len(plan.server_cpus))}")
+@dataclass(frozen=True)
+class Target:
+    """One thing to run in a scenario: a gearbox backend or a peer (base), at a thread/process/
+    loop count (workers; None: the default, one per server CPU where the model has a count)
+    and, for an open-loop scenario, an offered rate."""
+    label: str
+    base: str
+    workers: int | None = None
+    rate: int | None = None
+
+    @property
+    def kind(self) -> str:
+        return "peer" if self.base in PEERS else "gearbox"
+
+
+def has_workers(plan: Plan, base: str) -> bool:
+    return base in PEER_WORKERS if base in PEERS else plan.info.parallel_flag(base) is not None
+
+
+def rate_label(rate: int) -> str:
+    return f"{rate // 1000}k" if rate % 1000 == 0 else str(rate)
+
+
+def targets_for(plan: Plan, sc: Scenario) -> list[Target]:
+    """What runs in a scenario. Under --smoke: each scenario marked in_smoke, its peers only
+    where smoke_peers (every peer starts at least once), one thread count and one rate."""
+    if plan.smoke and not sc.in_smoke:
+        return []
+    bases = [b for b in plan.backends if not sc.backends or b in sc.backends]
+    if sc.smoke_peers or not plan.smoke:
+        bases += [p for p in plan.peers if p in sc.peers]
+    if sc.only_parallel:
+        bases = [b for b in bases if has_workers(plan, b) and b not in PEERS]
+    out = []
+    for b in bases:
+        counts = sc.variants if sc.variants and has_workers(plan, b) else (None,)
+        rates = (sc.rates[:1] if plan.smoke else sc.rates[::2] if plan.quick else sc.rates) \
+            or (None,)
+        if plan.smoke:
+            counts = counts[-1:]
+        for w in counts:
+            for r in rates:
+                label = b + (f"×{w}" if w else "") + (f"@{rate_label(r)}" if r else "")
+                out.append(Target(label, b, w, r))
     return out
 
 
-def start_target(plan: Plan, name: str, scenario: Scenario, upstream: Upstream,
-                 log: Path) -> servers.Server:
+def cpus_for(plan: Plan, sc: Scenario) -> tuple[list[int], list[int]]:
+    """(server CPUs, client CPUs): the plan's split, or every CPU for both (all_cpus)."""
+    if sc.all_cpus and plan.server_cpus:
+        every = sorted(set(plan.server_cpus) | set(plan.client_cpus))
+        return every, every
+    return plan.server_cpus, plan.client_cpus
+
+
+def gearbox_flags(plan: Plan, name: str, scenario: Scenario, workers: int | None = None,
+                  server_cpus: list[int] | None = None) -> list[str]:
+    """The scenario's flags the binary lists, and the backend's own --threads/--workers flag
+    (from --help) at `workers`, by default one per server CPU (per-connection models have none)."""
+    out = [f for f in scenario.server_flags if f.split("=", 1)[0] in plan.flags]
+    flag = plan.info.parallel_flag(name)
+    if flag:
+        cpus = plan.server_cpus if server_cpus is None else server_cpus
+        out.append(f"{flag}={workers or max(1, len(cpus))}")
+    return out
+
+
+def start_target(plan: Plan, t: Target, scenario: Scenario, upstream: Upstream, log: Path,
+                 cpus: list[int]) -> servers.Server:
     up = upstream.port() if scenario.mode == "proxy" else None
-    if name == "nginx":
-        return servers.start_nginx(scenario.mode, plan.server_cpus, log, up)
-    if name == "go":
-        return servers.start_go(plan.server_cpus, log, plan.out)
-    return servers.start_gearbox(plan.binary, name, scenario.mode, plan.server_cpus, log,
-                                 upstream_port=up,
-                                 extra=plan.server_args + gearbox_flags(plan, name, scenario))
+    if t.base == "nginx":
+        return servers.start_nginx(scenario.mode, cpus, log, up, workers=t.workers)
+    if t.base == "go":
+        return servers.start_go(cpus, log, plan.out, procs=t.workers)
+    if t.base in PY_PEERS:
+        return servers.start_python_peer(t.base, cpus, log, workers=t.workers)
+    return servers.start_gearbox(plan.binary, t.base, scenario.mode, cpus, log, upstream_port=up,
+                                 extra=plan.server_args + gearbox_flags(plan, t.base, scenario,
+                                                                         t.workers, cpus))
 
 
 def bottleneck(server_share: float, server_cpus: int, client_share: float,
@@ -103,17 +166,21 @@ def bottleneck(server_share: float, server_cpus: int, client_share: float,
     return "neither"
 
 
-def one_run(plan: Plan, name: str, scenario: Scenario, rep: int, upstream: Upstream) -> dict:
-    """One server start, response check, wrk load and stop. Status: ok; errors (the load ran but
+def one_run(plan: Plan, target: Target | str, scenario: Scenario, rep: int,
+            upstream: Upstream) -> dict:
+    """One server start, response check, load and stop. Status: ok; errors (the load ran but
     some answers were wrong or missing: marked, kept out of the headline); error (no figures or
     untrustworthy ones); start-failed; skipped (a peer whose tool is not installed)."""
-    kind = "peer" if name in PEERS else "gearbox"
+    t = target if isinstance(target, Target) else Target(target, target)
+    name = t.label
     conns = scenario.conns(plan.smoke)
-    rec: dict = {"backend": name, "kind": kind, "scenario": scenario.name, "rep": rep,
+    server_cpus, client_cpus = cpus_for(plan, scenario)
+    rec: dict = {"backend": name, "base": t.base, "workers": t.workers, "rate": t.rate,
+                 "kind": t.kind, "scenario": scenario.name, "load": scenario.kind, "rep": rep,
                  "connections": conns, "status": "ok", "problems": []}
     log = plan.out / "logs" / f"{scenario.name}-{name}-{rep}.log"
     try:
-        server = start_target(plan, name, scenario, upstream, log)
+        server = start_target(plan, t, scenario, upstream, log, server_cpus)
     except servers.StartError as e:
         msg = str(e)
         rec["status"] = "skipped" if msg.startswith("skipped") else "start-failed"
@@ -122,6 +189,9 @@ def one_run(plan: Plan, name: str, scenario: Scenario, rep: int, upstream: Upstr
     rec["server_argv"] = server.argv
     wrong = servers.check_responses(server.port, scenario.method, scenario.path, scenario.body,
                                     scenario.expect)
+    if not wrong and scenario.background is not None:
+        bg = scenario.background
+        wrong = servers.check_responses(server.port, "GET", bg.path, 0, bg.expect, tries=1)
     if wrong:
         rec["status"] = "error"
         rec["problems"].append(f"wrong answer before the load, not measured: {wrong}")
@@ -140,22 +210,18 @@ def one_run(plan: Plan, name: str, scenario: Scenario, rep: int, upstream: Upstr
 
     def mark() -> None:
         # The one window: server CPU, upstream CPU and per-CPU busy time, read together right
-        # before wrk starts and right after it exits; wall time is the span between the two.
+        # before the load starts and right after it ends; wall time is the span between the two.
         sampler.mark()
         if up_sampler is not None:
             up_sampler.mark()
-        cpu_marks.append((procstat.cpu_times(plan.server_cpus),
-                          procstat.cpu_times(plan.client_cpus)))
+        cpu_marks.append((procstat.cpu_times(server_cpus), procstat.cpu_times(client_cpus)))
 
-    threads = scenario.wrk_threads or len(plan.client_cpus)
-    run_s = scenario.seconds(plan.duration, plan.smoke)
-    argv = wrk.command(server.url(scenario.path), scenario.method, scenario.body, scenario.expect,
-                       conns, threads, run_s, plan.client_cpus)
+    run_s = plan.seconds(scenario)
     try:
-        figures = wrk.run(argv, run_s, grace=10.0 if plan.smoke else 30.0, mark=mark)
-    except wrk.WrkError as e:
+        figures = load(plan, scenario, t, server, sampler, run_s, conns, client_cpus, mark)
+    except (wrk.WrkError, LoadError) as e:
         figures = None
-        rec["status"] = "error"
+        rec["status"] = "skipped" if str(e).startswith("skipped") else "error"
         rec["problems"].append(str(e))
     sampler.stop()
     served = upstream.served() - served_before if served_before is not None else None
@@ -178,7 +244,7 @@ def one_run(plan: Plan, name: str, scenario: Scenario, rep: int, upstream: Upstr
         return rec
     rec["wrk"] = figures
     derive(plan, rec, figures, cost, cpu_marks,
-           up_sampler.totals() if up_sampler is not None else None)
+           up_sampler.totals() if up_sampler is not None else None, server_cpus, client_cpus)
     if served is not None:
         rec["upstream_served"] = served
         if served < figures["requests"]:
@@ -194,8 +260,43 @@ def one_run(plan: Plan, name: str, scenario: Scenario, rep: int, upstream: Upstr
     return rec
 
 
+class LoadError(Exception):
+    """A load generator other than wrk failed."""
+
+
+def load(plan: Plan, sc: Scenario, t: Target, server: servers.Server,
+         sampler: procstat.TreeSampler, run_s: float, conns: int, client_cpus: list[int],
+         mark) -> dict:
+    """Runs the scenario's load against the server; returns wrk-style figures."""
+    if sc.kind == "idle":
+        from . import idle_load
+        try:
+            return idle_load.hold(server.port, sc.path, conns, sc.expect, sampler, mark,
+                                  settle_s=0.5 if plan.smoke else 1.0)
+        except OSError as e:
+            raise LoadError(f"idle connections: {e}") from None
+    if sc.kind == "open":
+        from . import openloop
+        try:
+            return openloop.run(plan.out, server.port, sc.path, sc.expect, t.rate or 1000, conns,
+                                run_s, client_cpus, mark)
+        except openloop.OpenLoopError as e:
+            raise LoadError(str(e)) from None
+    threads = sc.wrk_threads or len(client_cpus)
+    argv = wrk.command(server.url(sc.path), sc.method, sc.body, sc.expect, conns, threads, run_s,
+                       client_cpus)
+    background = None
+    if sc.background is not None:
+        bg = sc.background
+        background = wrk.command(server.url(bg.path), "GET", 0, bg.expect, bg.connections, 1,
+                                 run_s, client_cpus)
+    return wrk.run(argv, run_s, grace=10.0 if plan.smoke else 30.0, mark=mark,
+                   background=background)
+
+
 def derive(plan: Plan, rec: dict, figures: dict, cost: dict, cpu_marks: list[tuple],
-           up_cost: dict | None) -> None:
+           up_cost: dict | None, server_cpus: list[int] | None = None,
+           client_cpus: list[int] | None = None) -> None:
     """The run's figures, all over the one window [first mark, last mark]: requests/s counts
     correct answers only; memory per connection is divided by the connections held."""
     wall = cost["wall_s"] or figures["wall_s"] or 1e-9
@@ -207,15 +308,20 @@ def derive(plan: Plan, rec: dict, figures: dict, cost: dict, cpu_marks: list[tup
         rec["upstream_cpu_s"] = up_cost["cpu_s"]
     client_share = client_cpu / wall
     correct = figures.get("correct", 0)
+    server_cpus = plan.server_cpus if server_cpus is None else server_cpus
+    client_cpus = plan.client_cpus if client_cpus is None else client_cpus
     server_busy = client_busy = None
-    if plan.server_cpus and len(cpu_marks) >= 2:
+    if server_cpus and len(cpu_marks) >= 2 and not set(server_cpus) & set(client_cpus):
         (s0, c0), (s1, c1) = cpu_marks[0], cpu_marks[-1]
-        server_busy = procstat.busy_share(s0, s1, len(plan.server_cpus))
-        client_busy = procstat.busy_share(c0, c1, len(plan.client_cpus))
+        server_busy = procstat.busy_share(s0, s1, len(server_cpus))
+        client_busy = procstat.busy_share(c0, c1, len(client_cpus))
     # Whatever else ran on the server's CPUs (other people's builds) disturbs the figures.
     foreign = max(0.0, server_busy - server_share) if server_busy is not None else 0.0
     held = cost.get("peak_held_connections") or 0
     bad = wrk.incorrect(figures)
+    if figures.get("background"):
+        for k, v in wrk.incorrect(figures["background"]).items():
+            bad[f"{k} (background)"] = v
     rec["derived"] = {
         "rps": round(correct / wall, 1),
         "window_s": round(wall, 3),
@@ -232,11 +338,11 @@ def derive(plan: Plan, rec: dict, figures: dict, cost: dict, cpu_marks: list[tup
         "client_cpu_busy": round(client_busy, 3) if client_busy is not None else None,
         "foreign_server_load": round(foreign, 3),
         "bottleneck": bottleneck(server_busy if server_busy is not None else server_share,
-                                 max(1, len(plan.server_cpus)),
+                                 max(1, len(server_cpus)),
                                  client_busy if client_busy is not None else client_share,
-                                 max(1, len(plan.client_cpus))),
+                                 max(1, len(client_cpus))),
     }
-    if foreign > FOREIGN:
+    if foreign > FOREIGN and rec.get("load") != "idle":  # idle: no CPU figure to disturb
         rec["problems"].append(f"other processes used {foreign:.2f} of the server's CPU during "
                                "the run: figures disturbed")
     if bad:
@@ -279,23 +385,26 @@ def run_matrix(plan: Plan, say=print) -> list[dict]:
     order = []
     for rep in range(plan.repeat):
         for sc in plan.scenarios:
-            for name in plan.backends + [p for p in plan.peers if p in sc.peers]:
-                order.append((rep, sc, name))
-    planned = [sc.seconds(plan.duration, plan.smoke) + SETUP_S for _, sc, _ in order]
+            if rep > 0 and sc.once:
+                continue
+            for t in targets_for(plan, sc):
+                order.append((rep, sc, t))
+    planned = [plan.seconds(sc) + SETUP_S for _, sc, _ in order]
     upstream = Upstream(plan)
     records: list[dict] = []
     skip_peer: dict[str, str] = {}
     t0 = time.monotonic()
     try:
-        for i, (rep, sc, name) in enumerate(order, 1):
-            if name in skip_peer:
-                rec = {"backend": name, "kind": "peer", "scenario": sc.name, "rep": rep,
+        for i, (rep, sc, t) in enumerate(order, 1):
+            if t.base in skip_peer:
+                rec = {"backend": t.label, "base": t.base, "workers": t.workers, "rate": t.rate,
+                       "kind": "peer", "scenario": sc.name, "rep": rep,
                        "connections": sc.conns(plan.smoke), "status": "skipped",
-                       "problems": [skip_peer[name]]}
+                       "problems": [skip_peer[t.base]]}
             else:
-                rec = one_run(plan, name, sc, rep, upstream)
-                if rec["status"] == "skipped" and name in PEERS:
-                    skip_peer[name] = rec["problems"][0]
+                rec = one_run(plan, t, sc, rep, upstream)
+                if rec["status"] == "skipped" and t.kind == "peer":
+                    skip_peer[t.base] = rec["problems"][0]
             records.append(rec)
             pace = (time.monotonic() - t0) / max(1e-9, sum(planned[:i]))
             say(progress(i, len(order), rec, plan.repeat, sum(planned[i:]) * pace))
@@ -353,7 +462,10 @@ def aggregate(records: list[dict]) -> dict:
     for (sc, be), runs in groups.items():
         good = [r for r in runs if r.get("derived") and r["status"] == "ok"]
         marked = [r for r in runs if r.get("derived") and r["status"] == "errors"]
-        entry: dict = {"scenario": sc, "backend": be, "kind": runs[0]["kind"],
+        first = runs[0]
+        entry: dict = {"scenario": sc, "backend": be, "kind": first["kind"],
+                       "base": first.get("base", be), "workers": first.get("workers"),
+                       "rate": first.get("rate"),
                        "runs": len(runs), "good_runs": len(good), "marked_runs": len(marked),
                        "marked": not good and bool(marked),
                        "statuses": sorted({r["status"] for r in runs}),

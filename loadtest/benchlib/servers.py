@@ -3,6 +3,7 @@
 # it answers, checked byte for byte (check_responses), and stopped by PID.
 from __future__ import annotations
 
+import hashlib
 import http.client
 import os
 import re
@@ -11,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -208,10 +210,10 @@ def nginx_binary() -> str | None:
 
 
 def start_nginx(role: str, cpus: list[int] | None, log: Path, upstream_port: int | None = None,
-                timeout: float = 10.0) -> Server:
+                timeout: float = 10.0, workers: int | None = None) -> Server:
     """nginx as a peer (role echo: /plaintext by `return`; role proxy: every path proxied) or as
     the proxy scenario's upstream (role upstream; Server.status_port counts its requests).
-    One worker per CPU it is pinned to."""
+    `workers` worker processes (default one per CPU it is pinned to)."""
     nginx = nginx_binary()
     if nginx is None:
         raise StartError("nginx is not installed (Debian package nginx-light; make deps)")
@@ -222,7 +224,7 @@ def start_nginx(role: str, cpus: list[int] | None, log: Path, upstream_port: int
     status_port = free_port() if role == "upstream" else None
     conf = tmp / "nginx.conf"
     conf.write_text(nginx_config(role, tmp, port, upstream_port, status_port,
-                                 workers=max(1, len(cpus or [0]))))
+                                 workers=workers or max(1, len(cpus or [0]))))
     argv = pinned(cpus, [nginx, "-e", str(tmp / "error.log"), "-p", str(tmp), "-c", str(conf)])
     proc = _spawn(argv, log)
     try:
@@ -282,33 +284,43 @@ def check_responses(port: int, method: str, path: str, body_bytes: int, expect: 
     return ""
 
 
-_go_binary: str | None = None
+_go_binaries: dict[str, str] = {}
+
+
+def build_go(source: Path, workdir: Path | None = None) -> str:
+    """Builds a one-file Go program (loadtest/peers/go, loadtest/openloop) once per source
+    version, kept in the Go cache directory; raises StartError ("skipped: ...") when `go` is
+    missing."""
+    key = str(source)
+    if key in _go_binaries and os.path.exists(_go_binaries[key]):
+        return _go_binaries[key]
+    go = shutil.which("go")
+    if go is None:
+        raise StartError("skipped: `go` is not installed (Debian package golang-go; "
+                         "make bench installs it)")
+    cache = Path(tempfile.gettempdir()) / f"gearbox-gocache-{os.getuid()}"  # warm across runs
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    out = cache / "bin" / f"gearbox-{source.parent.name}-{digest}"  # a built source is reused
+    if not os.access(out, os.X_OK):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, GOCACHE=str(cache), GO111MODULE="off", CGO_ENABLED="0")
+        tmp = out.with_suffix(f".tmp{os.getpid()}")
+        r = subprocess.run([go, "build", "-o", str(tmp), str(source)],
+                           capture_output=True, text=True, env=env, timeout=300)
+        if r.returncode != 0:
+            raise StartError(f"go build of {source.name} failed: {r.stderr.strip()[-400:]}")
+        os.replace(tmp, out)
+    _go_binaries[key] = str(out)
+    return str(out)
 
 
 def build_go_peer(workdir: Path) -> str:
-    """Builds loadtest/peers/go/main.go once; raises StartError when `go` is missing."""
-    global _go_binary
-    if _go_binary:
-        return _go_binary
-    go = shutil.which("go")
-    if go is None:
-        raise StartError("skipped: `go` is not installed (Debian package golang-go)")
-    out = workdir / "gearbox-go-peer"
-    cache = Path(tempfile.gettempdir()) / f"gearbox-gocache-{os.getuid()}"  # warm across runs
-    env = dict(os.environ, GOCACHE=str(cache), GO111MODULE="off", CGO_ENABLED="0")
-    r = subprocess.run([go, "build", "-o", str(out), str(HERE / "peers" / "go" / "main.go")],
-                       capture_output=True, text=True, env=env, timeout=300)
-    if r.returncode != 0:
-        raise StartError(f"go build failed: {r.stderr.strip()[-400:]}")
-    _go_binary = str(out)
-    return _go_binary
+    return build_go(HERE / "peers" / "go" / "main.go", workdir)
 
 
-def start_go(cpus: list[int] | None, log: Path, workdir: Path, timeout: float = 10.0) -> Server:
-    """The Go peer with GOMAXPROCS = the CPUs it is pinned to."""
-    binary = build_go_peer(workdir)
-    argv = pinned(cpus, [binary, "-listen", "127.0.0.1:0"])
-    env = dict(os.environ, GOMAXPROCS=str(max(1, len(cpus or [0]))))
+def _start_listed(name: str, argv: list[str], log: Path, timeout: float,
+                  env: dict | None = None) -> Server:
+    """Starts a peer that prints "listening on HOST:PORT" and waits until it answers."""
     proc = _spawn(argv, log, env)
     deadline = time.monotonic() + timeout
     try:
@@ -316,8 +328,39 @@ def start_go(cpus: list[int] | None, log: Path, workdir: Path, timeout: float = 
         wait_answering(port, "/plaintext", proc, deadline)
     except StartError as e:
         stop_process(proc)
-        raise StartError(f"go: {e}")
-    return Server("go", proc.pid, port, log, argv, proc)
+        raise StartError(f"{name}: {e}")
+    return Server(name, proc.pid, port, log, argv, proc)
+
+
+def start_go(cpus: list[int] | None, log: Path, workdir: Path, timeout: float = 10.0,
+             procs: int | None = None) -> Server:
+    """The Go peer with GOMAXPROCS = procs (default: the CPUs it is pinned to)."""
+    binary = build_go_peer(workdir)
+    argv = pinned(cpus, [binary, "-listen", "127.0.0.1:0"])
+    env = dict(os.environ, GOMAXPROCS=str(procs or max(1, len(cpus or [0]))))
+    return _start_listed("go", argv, log, timeout, env)
+
+
+# The interpreter of the Python peers: Debian's, which has python3-uvloop.
+PEER_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+PYTHON_PEERS = {"py-mp": "mp_peer.py", "py-thread": "threading_peer.py",
+                "py-pool": "pool_peer.py", "py-asyncio": "asyncio_peer.py",
+                "py-uvloop": "uvloop_peer.py"}
+
+
+def start_python_peer(name: str, cpus: list[int] | None, log: Path, workers: int | None = None,
+                      timeout: float = 15.0) -> Server:
+    """One of loadtest/peers/python (workers: --workers N for the ones that have it)."""
+    if name == "py-uvloop":
+        r = subprocess.run([PEER_PYTHON, "-c", "import uvloop"], capture_output=True)
+        if r.returncode != 0:
+            raise StartError(f"skipped: uvloop is not installed for {PEER_PYTHON} "
+                             "(Debian package python3-uvloop; make bench installs it)")
+    argv = [PEER_PYTHON, str(HERE / "peers" / "python" / PYTHON_PEERS[name]),
+            "--listen", "127.0.0.1:0"]
+    if workers:
+        argv += ["--workers", str(workers)]
+    return _start_listed(name, pinned(cpus, argv), log, timeout)
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> tuple[int | None, str]:

@@ -50,45 +50,80 @@ def parse_output(text: str) -> dict:
     raise WrkError("wrk printed no result line: " + " | ".join(text.strip().splitlines()[-3:]))
 
 
-def run(argv: list[str], duration: float, grace: float = 30.0, mark=None) -> dict:
+class Process:
+    """A wrk (or other load generator) process: its output in a temporary file, its rusage from
+    wait4, killed by PID if it runs past its deadline."""
+
+    def __init__(self, argv: list[str], deadline_s: float):
+        self.argv = argv
+        self.out = tempfile.TemporaryFile()
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.out,
+                                     stderr=subprocess.STDOUT)
+        self.killed = threading.Event()
+        self.timer = threading.Timer(deadline_s, self._kill)
+        self.timer.start()
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def _kill(self) -> None:
+        if self.proc.returncode is None:
+            self.killed.set()
+            try:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def wait(self) -> None:
+        try:
+            _, status, usage = os.wait4(self.proc.pid, 0)
+            self.wall = time.monotonic() - self.t0
+        finally:
+            self.timer.cancel()
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        self.cpu = usage.ru_utime + usage.ru_stime
+
+    def text(self) -> str:
+        self.out.seek(0)
+        text = self.out.read().decode("utf-8", "replace")
+        self.out.close()
+        return text
+
+    def figures(self, what: str = "wrk") -> dict:
+        text = self.text()
+        if self.killed.is_set():
+            raise WrkError(f"{what} ran past its deadline and was killed")
+        if self.proc.returncode != 0:
+            raise WrkError(f"{what} exited with {self.proc.returncode}: {text.strip()[-300:]}")
+        figures = parse_output(text)
+        figures["wall_s"] = round(self.wall, 3)
+        figures["cpu_s"] = round(self.cpu, 3)
+        figures["argv"] = self.argv
+        return figures
+
+
+def run(argv: list[str], duration: float, grace: float = 30.0, mark=None,
+        background: list[str] | None = None) -> dict:
     """Runs wrk; returns its figures plus wall_s, cpu_s (wrk's own) and the command line.
 
-    mark() (if given) is called right before wrk starts and right after it exits. wrk is killed
-    (and WrkError raised) if it runs longer than duration + grace seconds.
+    mark() (if given) is called right before wrk starts and right after it exits. A background
+    wrk (argv) runs alongside, started first; its figures go to figures["background"] and its
+    CPU counts as the client's. wrk is killed (and WrkError raised) if it runs longer than
+    duration + grace seconds.
     """
-    with tempfile.TemporaryFile() as out:
+    if mark is not None:
+        mark()
+    bg = Process(background, duration + grace) if background else None
+    main = Process(argv, duration + grace)
+    try:
+        main.wait()
         if mark is not None:
             mark()
-        t0 = time.monotonic()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        killed = threading.Event()
-
-        def guard() -> None:
-            if proc.returncode is None:
-                killed.set()
-                try:
-                    os.kill(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
-        timer = threading.Timer(duration + grace, guard)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-            wall = time.monotonic() - t0
-            if mark is not None:
-                mark()
-        finally:
-            timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        text = out.read().decode("utf-8", "replace")
-    if killed.is_set():
-        raise WrkError(f"wrk ran past {duration + grace:.0f} s and was killed")
-    if proc.returncode != 0:
-        raise WrkError(f"wrk exited with {proc.returncode}: {text.strip()[-300:]}")
-    figures = parse_output(text)
-    figures["wall_s"] = round(wall, 3)
-    figures["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 3)
-    figures["argv"] = argv
+    finally:
+        if bg is not None:
+            bg.wait()
+    figures = main.figures()
+    if bg is not None:
+        figures["background"] = bg.figures("the background wrk")
+        figures["cpu_s"] = round(figures["cpu_s"] + bg.cpu, 3)
     return figures

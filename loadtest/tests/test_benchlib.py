@@ -271,6 +271,24 @@ class Report(unittest.TestCase):
         self.assertNotIn("TODO", text)
         self.assertNotIn("None", text)
 
+    def test_lessons_section(self):
+        data = self.data()
+        for rep in range(3):
+            for label, base, w, cores in (("py-mp×1", "py-mp", 1, 1.0), ("py-mp×2", "py-mp", 2, 1.9),
+                                          ("py-thread", "py-thread", None, 1.0)):
+                r = fake_record(label, "gil", rep, 500 * cores, cores)
+                r.update(base=base, workers=w, kind="peer")
+                data["runs"].append(r)
+        data["scenarios"].append({"name": "gil", "about": "x", "connections": 16, "group": "lessons",
+                                  "kind": "wrk"})
+        text = report.render(data, runner.aggregate(data["runs"]), "charts")
+        section = text[text.index("## The article's lessons, measured"):text.index("### gil")]
+        self.assertEqual(section.count("\n| ") - 1, 8)  # one row per lesson
+        self.assertIn("py-mp×2 1.90 cores", section)
+        self.assertIn("Two worker processes did 1.9×", section)
+        self.assertIn("Not measured in this run", section)  # no uring/fiber/idle here
+        self.assertNotIn("None", section)
+
     def test_bottleneck(self):
         self.assertEqual(runner.bottleneck(0.95, 1, 0.3, 1), "server")
         self.assertEqual(runner.bottleneck(0.5, 1, 0.99, 1), "client")
@@ -335,6 +353,126 @@ class CheckResponses(unittest.TestCase):
             proc.stderr.close()
 
 
+class Targets(unittest.TestCase):
+    def plan(self, **kw):
+        info = matrix.parse_help(GEARBOX_HELP)
+        args = dict(binary="x", backends=info.backends, scenarios=list(matrix.SCENARIOS),
+                    peers=list(matrix.PEERS), duration=5, repeat=1, smoke=False,
+                    server_cpus=[0], client_cpus=[1], server_args=[], info=info,
+                    out=Path("/tmp"))
+        args.update(kw)
+        return runner.Plan(**args)
+
+    def labels(self, plan, name):
+        return [t.label for t in runner.targets_for(plan, matrix.scenario_by_name(name))]
+
+    def test_variants_from_help_flags(self):
+        plan = self.plan()
+        gil = self.labels(plan, "gil")
+        # per-connection models once; a backend with its own thread flag at 1 and 2; peers with
+        # a worker count likewise, the others (a thread per connection, one loop) once
+        for want in ("thread", "prefork", "pool×1", "pool×2", "fiber×1", "fiber×2", "go×1",
+                     "go×2", "py-mp×2", "py-pool×1", "py-thread", "py-asyncio"):
+            self.assertIn(want, gil)
+        self.assertNotIn("thread×1", gil)
+        self.assertEqual(self.labels(plan, "multi-plaintext"),
+                         ["pool×1", "pool×2", "fiber×1", "fiber×2"])
+        self.assertEqual(len(self.labels(plan, "open")),
+                         (len(plan.backends) + 2) * len(matrix.OPEN_RATES))
+
+    def test_smoke_and_quick_are_smaller(self):
+        smoke = self.plan(smoke=True)
+        self.assertEqual(self.labels(smoke, "idle-10k"), [])
+        self.assertEqual(self.labels(smoke, "gil"), ["thread", "prefork", "pool×2", "fiber×2"])
+        self.assertNotIn("go", self.labels(smoke, "c10k"))
+        self.assertIn("py-asyncio", self.labels(smoke, "plaintext"))
+        every = {t.base for sc in matrix.SCENARIOS for t in runner.targets_for(smoke, sc)}
+        self.assertTrue(set(matrix.PEERS) <= every, "the smoke starts every peer")
+        quick = self.plan(quick=True)
+        self.assertEqual(len(self.labels(quick, "open")),
+                         (len(quick.backends) + 2) * len(matrix.OPEN_RATES[::2]))
+        self.assertEqual(quick.seconds(matrix.scenario_by_name("c10k")), 7.5)
+
+    def test_all_cpus_scenarios_share_the_cpus(self):
+        plan = self.plan()
+        self.assertEqual(runner.cpus_for(plan, matrix.scenario_by_name("gil")), ([0, 1], [0, 1]))
+        self.assertEqual(runner.cpus_for(plan, matrix.scenario_by_name("plaintext")), ([0], [1]))
+        self.assertIn("--threads=2", runner.gearbox_flags(plan, "pool",
+                                                          matrix.scenario_by_name("gil"), 2))
+        self.assertIn("--workers=1", runner.gearbox_flags(plan, "uring",
+                                                          matrix.scenario_by_name("plaintext")))
+
+
+class PythonPeers(unittest.TestCase):
+    def test_every_python_peer_answers_every_endpoint_right(self):
+        checks = (("GET", "/plaintext", 0, matrix.PLAINTEXT), ("POST", "/echo", 4096, matrix.ECHO),
+                  ("POST", "/echo", 262144, matrix.ECHO), ("GET", "/delay/5", 0, matrix.DONE),
+                  ("GET", "/cpu/2", 0, matrix.DONE))
+        with tempfile.TemporaryDirectory() as d:
+            for name in matrix.PY_PEERS:
+                try:
+                    server = servers.start_python_peer(name, None, Path(d) / f"{name}.log",
+                                                       workers=2 if name in ("py-mp", "py-pool") else None)
+                except servers.StartError as e:
+                    self.assertEqual(name, "py-uvloop", str(e))  # only uvloop may be missing
+                    self.assertIn("skipped", str(e))
+                    continue
+                try:
+                    for method, path, body, expect in checks:
+                        self.assertEqual(servers.check_responses(server.port, method, path, body,
+                                                                 expect), "", name)
+                finally:
+                    servers.stop(server)
+
+
+class IdleLoad(unittest.TestCase):
+    def test_holds_what_is_answered_and_counts_the_rest(self):
+        from benchlib import idle_load
+        proc = subprocess.Popen([sys.executable, str(HERE / "fake_gearbox.py"), "--backend",
+                                 "capped", "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            port = int(proc.stderr.readline().split("listening on 127.0.0.1:")[1].split()[0])
+            sampler = procstat.TreeSampler(proc.pid, port=port)
+            sampler.baseline()
+            marks = []
+            f = idle_load.hold(port, "/plaintext", 20, matrix.PLAINTEXT, sampler,
+                               lambda: marks.append(1), settle_s=0.2, timeout_s=1.0)
+            self.assertEqual(f["correct"], 8)
+            self.assertEqual(f["errors"]["timeout"], 12)
+            self.assertEqual(sampler.totals()["peak_held_connections"], 8)
+            self.assertEqual(len(marks), 2)
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stderr.close()
+
+
+@unittest.skipUnless(shutil.which("go"), "go is not installed (make bench installs golang-go)")
+class OpenLoop(unittest.TestCase):
+    def test_latency_from_the_intended_send_time(self):
+        # The stand-in answers /delay/50 one request at a time per connection; offered 40/s on
+        # 1 connection (20/s capacity), requests queue: latency from their due time grows far
+        # past the 50 ms service time, which a closed loop would never show.
+        from benchlib import openloop
+        proc = subprocess.Popen([sys.executable, str(HERE / "fake_gearbox.py"), "--backend",
+                                 "thread", "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            port = int(proc.stderr.readline().split("listening on 127.0.0.1:")[1].split()[0])
+            with tempfile.TemporaryDirectory() as d:
+                f = openloop.run(Path(d), port, "/delay/50", matrix.DONE, 40, 1, 2.0, [],
+                                 lambda: None)
+            self.assertEqual(f["sent"], 80)
+            self.assertGreater(f["correct"], 20)
+            self.assertGreater(f["latency_us"]["99"], 500_000)
+            self.assertEqual(f["bad_body"], 0)
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stderr.close()
+
+
 class NginxConfig(unittest.TestCase):
     def test_proxy_mode_proxies_every_path(self):
         # The old configuration answered /plaintext with `return 200` ahead of proxy_pass.
@@ -368,7 +506,7 @@ class RunnerAgainstStandIn(unittest.TestCase):
 
     def test_smoke_passes_and_nginx_really_proxies(self):
         r, res = self.run_py("--smoke", "--peers", "nginx", "--backends", "thread,forky",
-                             "--scenarios", "plaintext,echo-4k,proxy")
+                             "--scenarios", "plaintext,proxy")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertEqual({x["status"] for x in res["runs"]}, {"ok"})
         forky = runs_of(res, "forky", "plaintext")[0]
