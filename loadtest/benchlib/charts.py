@@ -33,6 +33,13 @@ def color(name: str, names: list[str] | None = None) -> str:
     return PALETTE[sum(map(ord, base)) % len(PALETTE)]
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _grid(n: int) -> tuple[int, int]:
     cols = min(4, n) or 1
     return math.ceil(n / cols), cols
@@ -77,10 +84,7 @@ def rps_per_core(data: dict, summary: dict, path: Path) -> Path:
     for j in range(len(scs), rows_n * cols):
         axes[j // cols][j % cols].axis("off")
     fig.suptitle("Requests per second per server core (median, min–max bars)", fontsize=13)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def latency(data: dict, summary: dict, path: Path) -> Path:
@@ -109,10 +113,7 @@ def latency(data: dict, summary: dict, path: Path) -> Path:
     for j in range(len(scs), rows_n * cols):
         axes[j // cols][j % cols].axis("off")
     fig.suptitle("Latency percentiles (median of runs, log scale)", fontsize=13)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def memory(data: dict, summary: dict, path: Path) -> Path:
@@ -153,10 +154,7 @@ def memory(data: dict, summary: dict, path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
         if names:
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _bars(ax, labels: list[str], values: list[float], title: str, unit: str,
@@ -187,10 +185,7 @@ def gil(data: dict, summary: dict, path: Path) -> Path:
     _bars(ax2, labels, [med(e, "rps") or 0 for e in rows.values()], "Requests/s", "req/s")
     fig.suptitle("The GIL lesson: ×N = threads / processes / loops (unmarked: per connection or "
                  "one loop)", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def multi(data: dict, summary: dict, path: Path) -> Path:
@@ -215,10 +210,7 @@ def multi(data: dict, summary: dict, path: Path) -> Path:
         ax2.legend(fontsize=8)
     ax2.grid(axis="x", alpha=0.3, which="both")
     fig.suptitle("Single- vs multi-threaded: ×1 and ×2 threads / loops", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def idle(data: dict, summary: dict, path: Path) -> Path:
@@ -230,10 +222,7 @@ def idle(data: dict, summary: dict, path: Path) -> Path:
         _bars(ax, list(rows), [med(e, "pss_per_conn_bytes") / 1024 for e in rows.values()],
               f"{sc}: memory (PSS) per idle connection held", "KiB",
               lambda v: f"{v:.1f}" if v < 100 else f"{v:,.0f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def openloop(data: dict, summary: dict, path: Path) -> Path:
@@ -258,10 +247,7 @@ def openloop(data: dict, summary: dict, path: Path) -> Path:
     ax.xaxis.set_major_formatter(FuncFormatter(_thousands))
     if ax.get_lines():
         ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def render(data: dict, summary: dict, out: Path) -> list[Path]:

@@ -1,6 +1,7 @@
 # Tests of the load-test runner's pieces: --help parsing, wrk output, /proc readings, the
 # aggregation and the report; and the whole runner against the Python stand-in server.
 # Run: python3 -m unittest discover -s loadtest/tests
+import contextlib
 import json
 import os
 import shutil
@@ -306,6 +307,19 @@ class Report(unittest.TestCase):
                 self.assertGreater(f.stat().st_size, 5000)
 
 
+@contextlib.contextmanager
+def stand_in(backend: str):
+    """fake_gearbox.py serving as `backend` on an ephemeral port: yields (process, port)."""
+    proc = subprocess.Popen([sys.executable, str(HERE / "fake_gearbox.py"), "--backend", backend,
+                             "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc, int(proc.stderr.readline().split("listening on 127.0.0.1:")[1].split()[0])
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+
+
 class HeldConnections(unittest.TestCase):
     def test_counts_accepted_not_offered(self):
         # A server process that accepts 3 of the 10 connections offered: the other 7 are
@@ -336,10 +350,7 @@ class HeldConnections(unittest.TestCase):
 
 class CheckResponses(unittest.TestCase):
     def test_catches_short_echo_and_accepts_a_right_one(self):
-        proc = subprocess.Popen([sys.executable, str(HERE / "fake_gearbox.py"), "--backend", "shorty",
-                                 "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
-        try:
-            port = int(proc.stderr.readline().split("listening on 127.0.0.1:")[1].split()[0])
+        with stand_in("shorty") as (_, port):
             self.assertEqual(servers.check_responses(port, "GET", "/plaintext", 0,
                                                      matrix.PLAINTEXT), "")
             wrong = servers.check_responses(port, "POST", "/echo", 4096, matrix.ECHO)
@@ -347,10 +358,6 @@ class CheckResponses(unittest.TestCase):
             self.assertIn("IncompleteRead", wrong)
             self.assertIn("differing from byte", servers.check_responses(
                 port, "GET", "/plaintext", 0, "Hello, World?"))
-        finally:
-            proc.kill()
-            proc.wait()
-            proc.stderr.close()
 
 
 class Targets(unittest.TestCase):
@@ -428,11 +435,7 @@ class PythonPeers(unittest.TestCase):
 class IdleLoad(unittest.TestCase):
     def test_holds_what_is_answered_and_counts_the_rest(self):
         from benchlib import idle_load
-        proc = subprocess.Popen([sys.executable, str(HERE / "fake_gearbox.py"), "--backend",
-                                 "capped", "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE,
-                                text=True)
-        try:
-            port = int(proc.stderr.readline().split("listening on 127.0.0.1:")[1].split()[0])
+        with stand_in("capped") as (proc, port):
             sampler = procstat.TreeSampler(proc.pid, port=port)
             sampler.baseline()
             marks = []
@@ -442,10 +445,6 @@ class IdleLoad(unittest.TestCase):
             self.assertEqual(f["errors"]["timeout"], 12)
             self.assertEqual(sampler.totals()["peak_held_connections"], 8)
             self.assertEqual(len(marks), 2)
-        finally:
-            proc.kill()
-            proc.wait()
-            proc.stderr.close()
 
 
 @unittest.skipUnless(shutil.which("go"), "go is not installed (make bench installs golang-go)")
@@ -455,22 +454,13 @@ class OpenLoop(unittest.TestCase):
         # 1 connection (20/s capacity), requests queue: latency from their due time grows far
         # past the 50 ms service time, which a closed loop would never show.
         from benchlib import openloop
-        proc = subprocess.Popen([sys.executable, str(HERE / "fake_gearbox.py"), "--backend",
-                                 "thread", "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE,
-                                text=True)
-        try:
-            port = int(proc.stderr.readline().split("listening on 127.0.0.1:")[1].split()[0])
-            with tempfile.TemporaryDirectory() as d:
-                f = openloop.run(Path(d), port, "/delay/50", matrix.DONE, 40, 1, 2.0, [],
-                                 lambda: None)
-            self.assertEqual(f["sent"], 80)
-            self.assertGreater(f["correct"], 20)
-            self.assertGreater(f["latency_us"]["99"], 500_000)
-            self.assertEqual(f["bad_body"], 0)
-        finally:
-            proc.kill()
-            proc.wait()
-            proc.stderr.close()
+        with stand_in("thread") as (_, port), tempfile.TemporaryDirectory() as d:
+            f = openloop.run(Path(d), port, "/delay/50", matrix.DONE, 40, 1, 2.0, [],
+                             lambda: None)
+        self.assertEqual(f["sent"], 80)
+        self.assertGreater(f["correct"], 20)
+        self.assertGreater(f["latency_us"]["99"], 500_000)
+        self.assertEqual(f["bad_body"], 0)
 
 
 class NginxConfig(unittest.TestCase):
