@@ -103,7 +103,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--binary", help="the gearbox binary (default: BUILD/gearbox)")
     p.add_argument("--backends", help="comma-separated subset (default: every backend the binary lists)")
     p.add_argument("--scenarios", help=f"comma-separated subset of: {names}")
-    p.add_argument("--duration", type=float, default=5.0, help="seconds of load per run (default 5)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds of load per run (default 4; --smoke 1, --quick 2)")
     p.add_argument("--repeat", type=int, default=3,
                    help="runs per backend x scenario (default 3; the idle and open-loop "
                         "scenarios run once)")
@@ -131,12 +132,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="rebuild report.md and charts from DIR/results.json; run nothing")
     p.add_argument("--list", action="store_true", help="print the backends and scenarios, and exit")
     args = p.parse_args(argv)
+    if not (args.smoke or args.quick) and args.duration is None:
+        args.duration = 4.0
     if args.smoke:
-        args.duration = SMOKE_DURATION
+        args.duration = args.duration or SMOKE_DURATION
         args.repeat = 1
         args.peers = args.peers or "all"
     elif args.quick:
-        args.duration = 2.0
+        args.duration = args.duration or 2.0
         args.repeat = 1
         args.peers = args.peers or "all"
     return args
@@ -201,14 +204,6 @@ def main(argv: list[str]) -> int:
             print(f"run.py: unknown scenario {e}; known: {', '.join(s.name for s in matrix.SCENARIOS)}",
                   file=sys.stderr)
             return 2
-    if args.list:
-        print("backends:", ", ".join(backends), f"(from {info.source})")
-        for name, why in skipped.items():
-            print(f"  not run: {name}: {why}")
-        for s in matrix.SCENARIOS:
-            print(f"scenario {s.name:<10} {s.about}")
-        return 0
-
     peers: list[str] = []
     if args.peers:
         peers = list(matrix.PEERS) if args.peers == "all" else \
@@ -231,12 +226,24 @@ def main(argv: list[str]) -> int:
               "(run as root or raise `ulimit -n`)", file=sys.stderr)
     stamp = time.strftime("%Y%m%d-%H%M%S") + ("-smoke" if args.smoke else "")
     out = Path(args.out) if args.out else HERE / "results" / stamp
-    out.mkdir(parents=True, exist_ok=True)
     plan = runner.Plan(
         binary=binary, backends=backends, scenarios=scenarios,
         peers=peers, duration=args.duration,
-        repeat=args.repeat, smoke=args.smoke, quick=args.quick, server_cpus=server_cpus, client_cpus=client_cpus,
+        repeat=args.repeat, smoke=args.smoke, quick=args.quick, server_cpus=server_cpus,
+        client_cpus=client_cpus,
         server_args=args.server_arg, info=info, out=out, skipped=skipped)
+    if args.list:
+        print("backends:", ", ".join(backends), f"(from {info.source})")
+        for name, why in skipped.items():
+            print(f"  not run: {name}: {why}")
+        print("peers:", ", ".join(peers) or "none")
+        for s in scenarios:
+            print(f"scenario {s.name:<15} {s.about}")
+        order, planned = runner.schedule(plan)
+        print(f"plan: {len(order)} runs, {sum(planned) / 60:.0f} min of load and set-up "
+              f"({args.repeat} × {args.duration:g} s; the pace measured so far is about 1.3× that)")
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
     print(f"run.py: {len(backends)} backends ({', '.join(backends)}), {len(scenarios)} scenarios, "
           f"{args.repeat} x {args.duration:g} s, server CPUs {server_cpus or 'all'}, "
           f"client CPUs {client_cpus or 'all'}, fd limit {fd_limit}; results in {out}")

@@ -316,7 +316,7 @@ def sections(data: dict, summary: dict, chart_dir: str) -> list[str]:
               "idle-1k": "idle.png", "idle-10k": "idle.png", "open": "openloop.png"}
     shown = set()
     for sc in data["scenarios"]:
-        if sc.get("group") != "lessons":
+        if sc.get("group") != "lessons" or not rows_for(summary, sc["name"]):
             continue
         lines += [f"### {sc['name']}", "", f"{sc['about']} ({sc['connections']:,} connections in "
                   "this run).", ""]

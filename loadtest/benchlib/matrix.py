@@ -38,6 +38,23 @@ BACKEND_MODELS = {
 }
 
 
+# How each peer is written (the report's "Peers" table): its source and its idiom.
+PEER_CODE = {
+    "nginx": ("generated nginx.conf", "`return 200` for /plaintext; in proxy mode every path "
+              "proxied over a keep-alive upstream pool"),
+    "go": ("loadtest/peers/go/main.go", "net/http's Server and ServeMux; the body read whole "
+           "before the echo; /delay time.Sleep (the goroutine parks), /cpu the calibrated loop"),
+    "py-mp": ("loadtest/peers/python/mp_peer.py", "os.fork'ed workers blocking in accept() on "
+              "one socket; a connection kept alive while no other waits in the listen queue"),
+    "py-thread": ("loadtest/peers/python/threading_peer.py", "accept loop starting a "
+                  "threading.Thread per connection; time.sleep waits, /cpu holds the GIL"),
+    "py-pool": ("loadtest/peers/python/pool_peer.py", "accept loop submitting connections to a "
+                "ThreadPoolExecutor; one request per turn, resubmitted when others wait"),
+    "py-asyncio": ("loadtest/peers/python/asyncio_peer.py", "asyncio.start_server with "
+                   "StreamReader/Writer; asyncio.sleep waits, /cpu runs on the loop"),
+    "py-uvloop": ("loadtest/peers/python/uvloop_peer.py", "asyncio_peer.py on uvloop"),
+}
+
 PLAINTEXT = "Hello, World!"
 DONE = "done"        # gearbox's body for /delay/<ms> and /cpu/<ms>
 ECHO = "=echo"       # the response body must be the request body, byte for byte
@@ -91,16 +108,16 @@ ALL_PEERS = PEERS
 PY = PY_PEERS
 GIL_PEERS = ("go", "py-mp", "py-thread", "py-pool", "py-asyncio")
 STACK_PEERS = ("nginx", "go", "py-asyncio", "py-uvloop")
-OPEN_RATES = (2000, 5000, 10000, 20000, 30000, 45000, 60000)
+OPEN_RATES = (2000, 5000, 10000, 20000, 40000, 60000)
 
 # One line per scenario.
 SCENARIOS = (
     Scenario("plaintext", "GET", "/plaintext", 64, peers=("nginx", "go") + PY, smoke_peers=True, about="GET /plaintext, 64 keep-alive connections"),
-    Scenario("echo-4k", "POST", "/echo", 64, body=4096, expect=ECHO, peers=("go",) + PY, smoke_peers=True, about="POST of a 4 KiB body echoed back, 64 connections"),
+    Scenario("echo-4k", "POST", "/echo", 64, body=4096, expect=ECHO, peers=("go", "py-thread", "py-asyncio", "py-uvloop"), smoke_peers=True, about="POST of a 4 KiB body echoed back, 64 connections"),
     Scenario("echo-256k", "POST", "/echo", 64, body=262144, expect=ECHO, peers=("go",), about="POST of a 256 KiB body echoed back, 64 connections"),
     Scenario("c10k", "GET", "/plaintext", 10000, smoke_connections=500, wrk_threads=4, min_duration=15, peers=("nginx", "go", "py-thread", "py-asyncio", "py-uvloop"), about="GET /plaintext over 10,000 keep-alive connections", server_flags=("--max-connections=20000", "--backlog=4096")),
     Scenario("delay", "GET", "/delay/100", 1000, smoke_connections=100, expect=DONE, peers=("go",) + PY, smoke_peers=True, about="GET /delay/100 at 1,000 connections: waiting without working"),
-    Scenario("cpu", "GET", "/cpu/2", 16, expect=DONE, peers=("go",) + PY, smoke_peers=True, about="GET /cpu/2 at 16 connections: 2 ms of computation per request"),
+    Scenario("cpu", "GET", "/cpu/2", 16, expect=DONE, peers=("go", "py-mp", "py-thread", "py-asyncio"), smoke_peers=True, about="GET /cpu/2 at 16 connections: 2 ms of computation per request"),
     Scenario("proxy", "GET", "/plaintext", 64, mode="proxy", peers=("nginx",), smoke_peers=True, about="GET /plaintext through the proxy to an nginx upstream (`return 200`, one worker, on the client CPU), 64 connections"),
     # The lessons' own scenarios.
     Scenario("gil", "GET", "/cpu/2", 16, expect=DONE, all_cpus=True, variants=(1, 2), peers=GIL_PEERS, group="lessons", about="GET /cpu/2 at 16 connections with both CPUs for the server (wrk, light here, shares them), at 1 and 2 threads/processes/loops: who turns two cores into twice the work"),
@@ -130,8 +147,8 @@ class BinaryInfo:
 
     def per_connection(self, backend: str) -> bool:
         """A thread or process per connection: its parallelism is its connections, no flag."""
-        return bool(re.search(r"per connection|one connection each", self.models.get(backend, ""),
-                              re.I))
+        return bool(re.search(r"\b(thread|process)e?s? per connection|one connection each",
+                              self.models.get(backend, ""), re.I))
 
     def parallel_flag(self, backend: str) -> str | None:
         """The flag that sets how many threads/processes/loops a backend runs on, from --help:

@@ -2,7 +2,7 @@
 # the best and to the peers) and a short explanation written from the measured figures.
 from __future__ import annotations
 
-from .matrix import BACKEND_MODELS, KNOWN_BACKENDS, PEERS, SCENARIOS
+from .matrix import BACKEND_MODELS, KNOWN_BACKENDS, PEER_CODE, PEERS, SCENARIOS
 
 
 RATIO_PEERS = ("nginx", "go")  # the peers every table divides by
@@ -411,7 +411,10 @@ def render(data: dict, summary: dict, chart_dir: str) -> str:
         f"Linux {h['kernel']} · server on CPU {h['server_cpus']}, wrk and upstream on CPU "
         f"{h['client_cpus']} · {data['repeat']} × {data['duration_s']:g} s per backend and "
         f"scenario, interleaved; medians with (min–max)."
-        + (" **Smoke run: 1 s, reduced connections; not a measurement.**" if data["smoke"] else ""),
+        + (" **Smoke run: 1 s, reduced connections; not a measurement.**" if data["smoke"] else "")
+        + (" Quick preset: one run each, so no min–max; shorter runs than the full one."
+           if data.get("quick") else "")
+        + " The lessons' gil and multi-* scenarios give the server both CPUs, shared with wrk.",
         "",
         "Backends: " + "; ".join(f"**{b}** — {BACKEND_MODELS[b]}" if b in BACKEND_MODELS
                                  else f"**{b}**" for b in data["backends"])
@@ -422,6 +425,13 @@ def render(data: dict, summary: dict, chart_dir: str) -> str:
                      + ".")
     for b, why in data.get("skipped_backends", {}).items():
         lines.append(f"Not run: {b} ({why}).")
+    if data.get("peers"):
+        lines += ["", "How each peer is written (every one keep-alive with Content-Length, checked "
+                  "byte for byte before it is measured; the Python peers share one request "
+                  "handler, loadtest/peers/python/httpcore.py, so that only the concurrency model "
+                  "differs):", "", "| peer | source | how |", "|---|---|---|"]
+        lines += [f"| {p} | `{PEER_CODE[p][0]}` | {PEER_CODE[p][1]} |" for p in data["peers"]
+                  if p in PEER_CODE]
     lines += [
         "",
         "The headline figure is **requests per server core**: correct answers per second "

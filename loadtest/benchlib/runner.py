@@ -378,10 +378,8 @@ def progress(i: int, total: int, rec: dict, repeat: int, eta_s: float | None = N
     return head + line
 
 
-def run_matrix(plan: Plan, say=print) -> list[dict]:
-    """Runs every (repeat, scenario, backend-or-peer) in that order; returns one record each.
-    Prints a progress line per run with an ETA (planned seconds, scaled by the pace so far)."""
-    (plan.out / "logs").mkdir(parents=True, exist_ok=True)
+def schedule(plan: Plan) -> tuple[list[tuple[int, Scenario, Target]], list[float]]:
+    """Every run in order (repeat, scenario, target), and each one's planned seconds."""
     order = []
     for rep in range(plan.repeat):
         for sc in plan.scenarios:
@@ -389,7 +387,14 @@ def run_matrix(plan: Plan, say=print) -> list[dict]:
                 continue
             for t in targets_for(plan, sc):
                 order.append((rep, sc, t))
-    planned = [plan.seconds(sc) + SETUP_S for _, sc, _ in order]
+    return order, [plan.seconds(sc) + SETUP_S for _, sc, _ in order]
+
+
+def run_matrix(plan: Plan, say=print) -> list[dict]:
+    """Runs every (repeat, scenario, backend-or-peer) in that order; returns one record each.
+    Prints a progress line per run with an ETA (planned seconds, scaled by the pace so far)."""
+    (plan.out / "logs").mkdir(parents=True, exist_ok=True)
+    order, planned = schedule(plan)
     upstream = Upstream(plan)
     records: list[dict] = []
     skip_peer: dict[str, str] = {}
