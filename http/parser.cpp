@@ -296,7 +296,7 @@ int on_status(llhttp_t* p, const char* at, std::size_t n) {
   return 0;
 }
 
-int on_version(llhttp_t* p, const char* at, std::size_t n) {
+int on_version(llhttp_t* p, const char* at, std::size_t /*n*/) {
   Engine& e = Engine::of(p);
   constexpr std::size_t kSpaceAndName = 6;  // " HTTP/"
   if (e.request && !e.version_started && e.head_pos(at) != e.target_end + kSpaceAndName) {
@@ -684,6 +684,7 @@ ParseStep Engine::feed(std::string_view input) {
   std::size_t off = 0;
   for (;;) {
     if (in_trailers) {
+      body = {};  // a kError step carries no stale body piece from an earlier feed
       bool ended = false;
       off += parse_trailers(input.substr(off), ended);
       if (error != Error::kNone) {

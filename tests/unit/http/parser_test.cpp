@@ -400,6 +400,16 @@ TEST(RequestParser, MalformedTrailersAre400) {
   }
 }
 
+// Found by the request-parser fuzz target: a fault in the trailer section returned, with its
+// kError, the body piece of an earlier feed (a view into bytes the caller had moved).
+TEST(RequestParser, ErrorInTrailersCarriesNoStaleBodyPiece) {
+  EXPECT_EQ(req("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "1\r\n \r\n0\r\nX: 6\r\x16\n\r\n"),
+            "head POST / 1.1 chunked keep-alive [Host: x] [Transfer-Encoding: chunked]\n"
+            "body[ ]\n" +
+                error(400));
+}
+
 TEST(RequestParser, TrailerSectionLimitsAre431) {
   const std::string head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
   const std::string head_trace =
