@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -372,6 +373,8 @@ TEST_P(ProxyFaultTest, BlackHoledUpstreamCostsRetriesNotErrors) {
                               << first_error << "\nlog:\n"
                               << server_.log_text();
   const int lost = fake_.requests() - before;
+  std::printf("[ info ] the silent upstream got %d of %d requests, %d failed\n", lost,
+              kClients * kRequests, failed.load());
   EXPECT_GE(lost, 1) << "round robin never tried the silent upstream";
   EXPECT_LE(lost, kClients) << "the silent upstream kept getting requests after a timeout:\n"
                             << server_.log_text();
