@@ -22,7 +22,10 @@ Wants Connection::wants() const {
     return w;
   }
   if (s.want_client_read) {
-    w.client_read = {s.in.get() + s.in_end, kClientBufferSize - s.in_end};
+    w.client_data = true;
+    if (!s.ctx.driver_owns_input) {
+      w.client_read = {s.in + s.in_end, kClientBufferSize - s.in_end};
+    }
   }
   w.client_write = s.to_client.pending();
   w.client_shutdown_write = s.shut_wr;
@@ -64,6 +67,29 @@ void Connection::on_client_read(std::size_t n, TimePoint now) {
   }
   s.in_end += n;
   s.update(now);
+}
+
+std::size_t Connection::on_client_data(std::span<const char> bytes, TimePoint now) {
+  State& s = *s_;
+  if (bytes.empty()) {
+    return 0;
+  }
+  if (s.shut_wr) {
+    s.update(now);  // lingering: dropped
+    return bytes.size();
+  }
+  s.ext = {bytes.data(), bytes.size()};
+  if (s.upgrade_pending || (s.proxy && s.proxy->tunnelling())) {
+    s.spill_ext();  // bytes for the tunnel (or ignored): they are kept, not parsed
+  }
+  s.update(now);
+  const std::size_t taken = bytes.size() - s.ext.size();
+  s.ext = {};
+  return taken;
+}
+
+bool Connection::holds_buffers() const {
+  return s_->in != nullptr || (s_->proxy && s_->proxy->holds_buffer());
 }
 
 void Connection::on_client_written(std::size_t n, TimePoint now) {

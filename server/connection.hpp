@@ -20,13 +20,19 @@ using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
 inline constexpr TimePoint kNever = TimePoint::max();
 
-class Upstreams;  // balancer + health state shared by the connections of a worker
+class Upstreams;   // balancer + health state shared by the connections of a worker
+class BufferPool;  // free input buffers of a worker (buffer_pool.hpp)
 
 // What every connection of one worker shares. Outlives all its connections.
 struct Context {
   const Config* config = nullptr;
   Upstreams* upstreams = nullptr;  // proxy mode only: routes, balancer, health (balancer.hpp)
-  bool draining = false;           // set by the driver before calling on_drain()
+  BufferPool* buffers = nullptr;   // where input buffers come from; null: allocated per use
+  // The driver hands received bytes it owns to on_client_data() (a ring's provided buffers)
+  // instead of reading into a span the core lends: then Wants::client_read stays empty and an
+  // idle connection holds no input buffer.
+  bool driver_owns_input = false;
+  bool draining = false;  // set by the driver before calling on_drain()
 };
 
 // Who is on the other end of the client socket.
@@ -52,6 +58,9 @@ enum class Release : std::uint8_t {
 // wants. Each slot holds at most one operation; a lent span stays valid and untouched until
 // that slot's completion event is reported. Empty span = nothing wanted in that slot.
 struct Wants {
+  // The core takes client bytes now: read into `client_read` (a lent span; empty when the
+  // context's driver_owns_input) or hand them to on_client_data().
+  bool client_data = false;
   std::span<char> client_read;
   std::span<const iovec> client_write;
   bool client_shutdown_write = false;  // shutdown(SHUT_WR) once, then keep serving the slots
@@ -79,6 +88,12 @@ class Connection {
 
   // Client events. n == 0 on read means EOF. `err` is an errno value.
   void on_client_read(std::size_t n, TimePoint now);
+  // Bytes the driver received into memory it owns (wants().client_data must be set). They are
+  // parsed in place; what the core must keep (a partial head, a body piece, pipelined requests
+  // it cannot answer yet) is copied into an input buffer. Returns how many bytes it took: all,
+  // or fewer (at least one) when its buffer is full; the driver offers the rest again once
+  // client_data is wanted again. The memory may be reused as soon as the call returns.
+  std::size_t on_client_data(std::span<const char> bytes, TimePoint now);
   void on_client_written(std::size_t n, TimePoint now);
   void on_client_error(int err, TimePoint now);
 
@@ -98,6 +113,8 @@ class Connection {
 
   // True when waiting for the first byte of a request with nothing in flight (safe to close).
   bool idle() const;
+  // True while the connection holds an input buffer (client side or upstream side).
+  bool holds_buffers() const;
 
  private:
   friend class ProxyLeg;

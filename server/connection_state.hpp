@@ -12,6 +12,7 @@
 #include "http/parser.hpp"
 #include "http/serializer.hpp"
 #include "server/access_log.hpp"
+#include "server/buffer_pool.hpp"
 #include "server/connection.hpp"
 #include "server/cpu_burn.hpp"
 #include "server/echo.hpp"
@@ -22,7 +23,7 @@
 
 namespace gearbox::core {
 
-inline constexpr std::size_t kClientBufferSize = 16 * 1024;
+inline constexpr std::size_t kClientBufferSize = BufferPool::kSize;
 // After the last response of a connection, how long unread input is drained before the close
 // (nginx's lingering close): a close with unread data would send RST and could destroy the
 // response in flight (RFC 9112 §9.6).
@@ -36,7 +37,6 @@ struct Connection::State {
         cfg(*c.config),
         peer(std::move(p)),
         parser(cfg.limits),
-        in(new char[kClientBufferSize]),
         proxy(cfg.mode == Mode::kProxy ? std::make_unique<ProxyLeg>(*this) : nullptr) {
     // The first request's head must arrive within the header timeout of the accept (nginx's
     // client_header_timeout).
@@ -44,7 +44,10 @@ struct Connection::State {
     update(now);
   }
   // An exchange cut short (reset, abort, client gone) still gets its access-log line.
-  ~State() { end_exchange(last_now); }
+  ~State() {
+    end_exchange(last_now);
+    give_buffer(ctx.buffers, in);
+  }
   State(const State&) = delete;
   State& operator=(const State&) = delete;
 
@@ -61,9 +64,15 @@ struct Connection::State {
   const Config& cfg;
   Peer peer;
   http::RequestParser parser;
-  std::unique_ptr<char[]> in;
+  // The input buffer, from ctx.buffers, held only while it has bytes to keep (see
+  // release_input()); null otherwise.
+  char* in = nullptr;
   std::size_t in_begin = 0;  // first unparsed byte
   std::size_t in_end = 0;    // end of the bytes read
+  // Bytes on_client_data() is handing over (the driver's memory, valid during that call only):
+  // parsed in place while a head is parsed, copied into `in` (spill_ext) before anything could
+  // point into them (a body piece) and before the call returns.
+  std::string_view ext;
 
   Request request = Request::kIdle;
   Handler handler = Handler::kNone;
@@ -86,6 +95,19 @@ struct Connection::State {
 
   OutQueue to_client;
   std::string client_head;  // response head (or whole small response) being written
+  // What shapes a small fixed response (respond_text). While client_head holds the one built
+  // for `fixed` (fixed_valid), the same answer within the same Date second is reused as is;
+  // whoever else writes client_head clears fixed_valid.
+  struct FixedResponse {
+    int status;
+    std::string_view body;
+    std::int64_t date_second;
+    bool keep_alive, http10, head;
+    bool operator==(const FixedResponse&) const = default;
+  };
+  FixedResponse fixed{};
+  std::size_t fixed_head_size = 0;
+  bool fixed_valid = false;
   char client_chunk[http::kChunkHeaderMax];
 
   // Closing: stop parsing, flush, shut the write side, drain input until EOF or the deadline.
@@ -111,7 +133,47 @@ struct Connection::State {
         break;
       }
     }
+    if (!ext.empty()) {
+      spill_ext();  // what was handed over and not parsed is kept (as much as fits)
+    }
     recompute_wants();
+  }
+
+  // Copies handed-over bytes into the input buffer, as many as fit after the unparsed ones.
+  void spill_ext() {
+    if (closing && !shut_wr && close_mode == CloseMode::kAbort) {
+      ext = {};
+      return;
+    }
+    if (in == nullptr) {
+      in = take_buffer(ctx.buffers);
+      in_begin = in_end = 0;
+    }
+    if (in_begin == in_end) {
+      in_begin = in_end = 0;
+    } else if (kClientBufferSize - in_end < ext.size() && in_begin > 0 && !input_lent()) {
+      std::memmove(in, in + in_begin, in_end - in_begin);
+      in_end -= in_begin;
+      in_begin = 0;
+    }
+    const std::size_t n = std::min(ext.size(), kClientBufferSize - in_end);
+    std::memcpy(in + in_end, ext.data(), n);
+    in_end += n;
+    ext.remove_prefix(n);
+  }
+
+  // Some queued write points into the input buffer (an echoed or proxied body piece, tunnel
+  // bytes): it may be neither moved nor given back.
+  bool input_lent() const { return !to_client.empty() || (proxy && proxy->uses_client_buffer()); }
+
+  // Gives the input buffer back when nothing in it is needed: no unparsed byte, no queued
+  // write into it. Only when the driver hands its own bytes; a lent span needs the buffer.
+  void release_input() {
+    if (in != nullptr && ctx.driver_owns_input && in_begin == in_end && !input_lent()) {
+      give_buffer(ctx.buffers, in);
+      in = nullptr;
+      in_begin = in_end = 0;
+    }
   }
 
   // One move; false when nothing more can happen until an event.
@@ -131,23 +193,32 @@ struct Connection::State {
     if (!sink_ready()) {
       return false;
     }
+    const bool have_input = in_begin < in_end || !ext.empty();
     // After a head, feed even an empty input once: a message without a body ends there.
-    if (in_begin == in_end && request != Request::kBody) {
+    if (!have_input && request != Request::kBody) {
       return false;  // need input
     }
     if (upgrade_pending) {
       return false;  // bytes after an upgrade belong to the tunnel (proxy) or are ignored
     }
-    if (continue_pending && in_begin < in_end) {
+    if (continue_pending && have_input) {
       // Body bytes already arrived: the client did not wait, no 100 is owed (RFC 9110 §10.1.1).
       continue_pending = false;
     }
-    std::string_view input(in.get() + in_begin, in_end - in_begin);
+    if (in_begin == in_end && !ext.empty() && request == Request::kBody) {
+      spill_ext();  // body pieces must point into our own buffer: they outlive this call
+    }
+    const bool in_place = in_begin == in_end && !ext.empty();
+    std::string_view input = in_place ? ext : std::string_view(in + in_begin, in_end - in_begin);
     if (request == Request::kIdle && !exchange_open) {
       begin_exchange(now);
     }
     http::ParseStep st = parser.feed(input);
-    in_begin += st.consumed;
+    if (in_place) {
+      ext.remove_prefix(st.consumed);
+    } else {
+      in_begin += st.consumed;
+    }
     if (input.empty() && st.kind == http::ParseStep::Kind::kNeedMore) {
       return false;
     }
@@ -348,6 +419,7 @@ struct Connection::State {
 
   void start_head(int status) {
     response_status = status;
+    fixed_valid = false;
     client_head.clear();
     http::append_status_line(client_head, status);
     append_server_fields();
@@ -370,13 +442,31 @@ struct Connection::State {
   bool head_request() const { return parser.head().method_kind == http::Method::kHead; }
 
   void respond_text(int status, std::string_view body) {
-    start_head(status);
-    http::append_field(client_head, "Content-Type", "text/plain");
-    http::append_field(client_head, "Content-Length", static_cast<std::uint64_t>(body.size()));
-    http::end_head(client_head);
-    response_head_size = client_head.size();
-    if (!head_request()) {
-      client_head.append(body);
+    const FixedResponse key{status,
+                            body,
+                            std::chrono::duration_cast<std::chrono::seconds>(
+                                last_now.time_since_epoch() + cfg.wall_offset)
+                                .count(),
+                            keep_alive,
+                            parser.head().version_minor == 0,
+                            head_request()};
+    if (fixed_valid && key == fixed) {
+      // client_head still holds this very response (same Date second): nothing to format.
+      response_status = status;
+      response_started = true;
+      response_head_size = fixed_head_size;
+    } else {
+      start_head(status);
+      http::append_field(client_head, "Content-Type", "text/plain");
+      http::append_field(client_head, "Content-Length", static_cast<std::uint64_t>(body.size()));
+      http::end_head(client_head);
+      response_head_size = client_head.size();
+      if (!head_request()) {
+        client_head.append(body);
+      }
+      fixed = key;
+      fixed_head_size = response_head_size;
+      fixed_valid = true;
     }
     to_client.push(client_head);
     response_complete = true;
@@ -454,6 +544,7 @@ struct Connection::State {
     keep_alive = false;
     std::string_view reason = http::reason_phrase(status);
     response_status = status;
+    fixed_valid = false;
     client_head.clear();
     http::append_status_line(client_head, status);
     append_server_fields();
@@ -552,11 +643,19 @@ struct Connection::State {
     } else if (proxy && proxy->wants_client_read()) {
       want_client_read = true;  // read-ahead while the response is awaited
     }
-    if (want_client_read) {
+    if (want_client_read && in != nullptr) {
       compact();
       if (in_end == kClientBufferSize) {
         want_client_read = false;  // read-ahead buffer full: stop until parsed
       }
+    }
+    release_input();
+    if (want_client_read && in == nullptr && !ctx.driver_owns_input) {
+      in = take_buffer(ctx.buffers);  // the span to lend
+      in_begin = in_end = 0;
+    }
+    if (proxy) {
+      proxy->release_buffer();
     }
     if (continue_pending && want_client_read && to_client.empty() && request == Request::kBody &&
         in_begin == in_end) {
@@ -570,7 +669,7 @@ struct Connection::State {
     if (in_begin == in_end) {
       in_begin = in_end = 0;
     } else if (in_end == kClientBufferSize && in_begin > 0) {
-      std::memmove(in.get(), in.get() + in_begin, in_end - in_begin);
+      std::memmove(in, in + in_begin, in_end - in_begin);
       in_end -= in_begin;
       in_begin = 0;
     }

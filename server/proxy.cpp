@@ -15,17 +15,25 @@
 namespace gearbox::core {
 namespace {
 
-constexpr std::size_t kUpstreamBufferSize = 16 * 1024;
+constexpr std::size_t kUpstreamBufferSize = BufferPool::kSize;
 // The largest request body (as framed upstream) kept to be sent again to the next server;
 // nginx keeps client_body_buffer_size in memory and the rest in a file, gearbox keeps no file.
 constexpr std::size_t kReplayBodyMax = 64 * 1024;
 
 }  // namespace
 
-ProxyLeg::ProxyLeg(Connection::State& s)
-    : s_(s), parser_(s.cfg.limits), in_(new char[kUpstreamBufferSize]) {}
+ProxyLeg::ProxyLeg(Connection::State& s) : s_(s), parser_(s.cfg.limits) {}
 
-ProxyLeg::~ProxyLeg() = default;
+ProxyLeg::~ProxyLeg() {
+  give_buffer(s_.ctx.buffers, in_);
+}
+
+void ProxyLeg::release_buffer() {
+  if (in_ != nullptr && up_ == Up::kNone && in_begin_ == in_end_ && s_.to_client.empty()) {
+    give_buffer(s_.ctx.buffers, in_);
+    in_ = nullptr;
+  }
+}
 
 const UpstreamGroup& ProxyLeg::group() const {
   return s_.cfg.groups[group_];
@@ -213,6 +221,9 @@ void ProxyLeg::on_written(std::size_t n, TimePoint now) {
 void ProxyLeg::on_connected(bool reused, TimePoint now) {
   up_ = Up::kConnected;
   connected_at_ = now;
+  if (in_ == nullptr) {
+    in_ = take_buffer(s_.ctx.buffers);
+  }
   reused_ = reused;
   if (!counted_) {
     s_.ctx.upstreams->on_request_start(group_, server_);
@@ -389,7 +400,7 @@ bool ProxyLeg::step(TimePoint now) {
   if (in_begin_ == in_end_ && !response_in_body_) {
     return false;
   }
-  std::string_view input(in_.get() + in_begin_, in_end_ - in_begin_);
+  std::string_view input(in_ + in_begin_, in_end_ - in_begin_);
   http::ParseStep st = parser_.feed(input);
   in_begin_ += st.consumed;
   if (input.empty() && st.kind == http::ParseStep::Kind::kNeedMore) {
@@ -469,6 +480,7 @@ void ProxyLeg::on_response_head(TimePoint now) {
   rw.close = !s_.keep_alive && r.status != 101;
   client_framing_ = rw.framing;
   s_.client_head.clear();
+  s_.fixed_valid = false;
   write_client_response_head(s_.client_head, r, rw);
   s_.response_head_size = s_.client_head.size();
   s_.response_status = r.status;
@@ -503,13 +515,13 @@ bool ProxyLeg::step_tunnel(TimePoint now) {
   (void)now;
   bool moved = false;
   if (up_ == Up::kConnected && to_upstream_.empty() && s_.in_begin < s_.in_end) {
-    to_upstream_.push({s_.in.get() + s_.in_begin, s_.in_end - s_.in_begin});
+    to_upstream_.push({s_.in + s_.in_begin, s_.in_end - s_.in_begin});
     s_.in_begin = s_.in_end;
     body_in_queue_ = true;
     moved = true;
   }
   if (s_.to_client.empty() && in_begin_ < in_end_) {
-    s_.to_client.push({in_.get() + in_begin_, in_end_ - in_begin_});
+    s_.to_client.push({in_ + in_begin_, in_end_ - in_begin_});
     in_begin_ = in_end_;
     moved = true;
   }
@@ -555,7 +567,7 @@ void ProxyLeg::fill_wants(Wants& w) const {
       if ((tunnel_ && !upstream_eof_ && s_.to_client.empty() && in_begin_ == in_end_) ||
           (!tunnel_ && exchange_ && !response_done_ && !upstream_eof_ && in_begin_ == in_end_ &&
            s_.to_client.empty())) {
-        w.upstream_read = {in_.get(), kUpstreamBufferSize};  // in_begin_ == in_end_: restart at 0
+        w.upstream_read = {in_, kUpstreamBufferSize};  // in_begin_ == in_end_: restart at 0
       }
       break;
     case Up::kReleasing:

@@ -32,6 +32,12 @@ class ProxyLeg {
   bool wants_client_read() const;  // read the client although no request is being parsed
   bool active() const { return exchange_ && !response_done_; }
   bool tunnelling() const { return tunnel_; }
+  // A queued upstream write points into the client's input buffer.
+  bool uses_client_buffer() const { return body_in_queue_ || (tunnel_ && !to_upstream_.empty()); }
+  bool holds_buffer() const { return in_ != nullptr; }
+  // Gives the upstream input buffer back once no upstream connection is held and nothing queued
+  // for the client points into it.
+  void release_buffer();
   void abandon();  // the client side failed: drop the upstream connection
   bool released() const { return up_ == Up::kNone; }
   void fill_wants(Wants& w) const;
@@ -66,7 +72,7 @@ class ProxyLeg {
 
   Connection::State& s_;
   http::ResponseParser parser_;
-  std::unique_ptr<char[]> in_;
+  char* in_ = nullptr;  // upstream input buffer, held while an upstream connection is
   std::size_t in_begin_ = 0;
   std::size_t in_end_ = 0;
 

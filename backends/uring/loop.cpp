@@ -41,6 +41,8 @@ Loop::Loop(const core::Config& config, core::Upstreams* upstreams, int listen_fd
       cap_(static_cast<std::size_t>(std::max(max_connections, 1))) {
   ctx_.config = &config;
   ctx_.upstreams = upstreams;
+  ctx_.buffers = &buffers_;
+  ctx_.driver_owns_input = true;  // received bytes are handed over from the buffer ring
   if (config.mode == core::Mode::kProxy) {
     pool_ = std::make_unique<UpstreamPool>(config);
   }

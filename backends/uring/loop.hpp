@@ -16,6 +16,7 @@
 #include "backends/uring/deadline_heap.hpp"
 #include "backends/uring/ring.hpp"
 #include "backends/uring/task.hpp"
+#include "server/buffer_pool.hpp"
 #include "server/config.hpp"
 #include "server/connection.hpp"
 
@@ -79,6 +80,7 @@ class Loop {
   int drain_fd_;
   std::size_t cap_;
   Ring ring_;
+  core::BufferPool buffers_;  // the connections' input buffers, while they hold bytes
   core::Context ctx_;
   std::unique_ptr<UpstreamPool> pool_;
   DeadlineHeap deadlines_;

@@ -187,16 +187,23 @@ bool RingPump::step(core::Connection& c, core::Wants& w, core::TimePoint now) {
       return refresh();
     }
   }
-  if (!w.client_read.empty()) {
+  if (w.client_data) {
     if (has_input()) {
+      // The core parses the received bytes where they are and copies only what it keeps; a
+      // lent span (a core not told that the driver owns its input) gets them copied in.
       Input& in = input_[input_first_];
-      const std::size_t n = std::min(w.client_read.size(), in.end - in.begin);
-      std::memcpy(w.client_read.data(), in.data + in.begin, n);
+      std::size_t n = in.end - in.begin;
+      if (w.client_read.empty()) {
+        n = c.on_client_data({in.data + in.begin, n}, now);
+      } else {
+        n = std::min(w.client_read.size(), n);
+        std::memcpy(w.client_read.data(), in.data + in.begin, n);
+        c.on_client_read(n, now);
+      }
       in.begin += n;
       if (in.begin == in.end) {
         pop_input();
       }
-      c.on_client_read(n, now);
       return refresh();
     }
     if (client_eof_) {
@@ -309,7 +316,7 @@ void RingPump::submit_send(Op& op, int fd, msghdr& msg, std::span<const iovec> i
 void RingPump::submit(const core::Wants& w) {
   Ring& ring = loop_.ring();
   if (Op& op = ops_[kClientRead];
-      !w.client_read.empty() && !op.in_flight && !has_input() && !client_eof_ && client_err_ == 0) {
+      w.client_data && !op.in_flight && !has_input() && !client_eof_ && client_err_ == 0) {
     io_uring_sqe* sqe = ring.sqe_for(&op);
     multishot_ = false;
     if (ring.has_buffers() && !no_buffers_) {

@@ -1,8 +1,9 @@
 // The whole-connection fuzz invariant, shared by the libFuzzer target and the corpus replay in
 // the unit tests. Input: byte 0 picks echo or proxy mode and the upstream's answer; the rest is
-// what the client sends. Invariant: fed whole or a byte at a time, the core never crashes, and
-// once the client has sent EOF and enough time has passed the connection is done (no hang, no
-// connection left waiting forever).
+// what the client sends. Invariant: fed whole or a byte at a time, read into the span the core
+// lends or handed over from the driver's memory (on_client_data), the core never crashes, the
+// two ways of reading give the same bytes out, and once the client has sent EOF and enough time
+// has passed the connection is done (no hang, no connection left waiting forever).
 #pragma once
 
 #include <netinet/in.h>
@@ -32,7 +33,10 @@ inline std::string check_connection(std::string_view data) {
   }
   const auto selector = static_cast<unsigned char>(data[0]);
   const std::string client(data.substr(1));
-  for (std::size_t piece : {std::size_t{0}, std::size_t{1}}) {
+  std::string lent_output[2];
+  for (int run = 0; run < 4; ++run) {
+    const std::size_t piece = run % 2;
+    const bool owned = run >= 2;
     core::Config cfg;
     cfg.limits.max_header = 512;
     cfg.limits.max_headers = 8;
@@ -48,7 +52,7 @@ inline std::string check_connection(std::string_view data) {
       g.servers.push_back(s);
       cfg.groups.push_back(g);
     }
-    test::CoreHarness h(cfg);
+    test::CoreHarness h(cfg, owned);
     h.piece = piece;
     h.upstream_script =
         std::string(kUpstreamAnswers[(selector >> 1) % std::size(kUpstreamAnswers)]);
@@ -63,6 +67,12 @@ inline std::string check_connection(std::string_view data) {
     }
     if (!h.closed()) {
       return "connection not done 30 minutes after the client's EOF (piece " +
+             std::to_string(piece) + (owned ? ", handed over" : "") + ")";
+    }
+    if (!owned) {
+      lent_output[piece] = h.output();
+    } else if (h.output() != lent_output[piece]) {
+      return "handing the bytes over gave other output than lending a span (piece " +
              std::to_string(piece) + ")";
     }
   }

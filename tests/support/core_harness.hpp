@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "server/balancer.hpp"
+#include "server/buffer_pool.hpp"
 #include "server/config.hpp"
 #include "server/connection.hpp"
 
@@ -18,8 +19,15 @@ namespace gearbox::test {
 
 class CoreHarness {
  public:
-  explicit CoreHarness(core::Config cfg = {}) : cfg_(std::move(cfg)) {
+  // `owned_input`: hand client bytes over with on_client_data() (a ring driver's provided
+  // buffers) instead of reading into the span the core lends (a blocking pump). The bytes handed
+  // over are scribbled over right after each call, so a core that kept pointing into them
+  // answers garbage.
+  explicit CoreHarness(core::Config cfg = {}, bool owned_input = false)
+      : cfg_(std::move(cfg)), owned_input_(owned_input) {
     ctx_.config = &cfg_;
+    ctx_.driver_owns_input = owned_input;
+    ctx_.buffers = &buffers_;
     if (cfg_.mode == core::Mode::kProxy) {
       upstreams_ = std::make_unique<core::Upstreams>(cfg_);
       ctx_.upstreams = upstreams_.get();
@@ -110,11 +118,26 @@ class CoreHarness {
         conn_->on_upstream_written(total, now_);
         continue;
       }
-      if (!w.client_read.empty() && in_pos_ < input_.size()) {
-        std::size_t n = std::min(w.client_read.size(), input_.size() - in_pos_);
+      if (w.client_data && in_pos_ < input_.size()) {
+        std::size_t n = input_.size() - in_pos_;
         if (piece != 0) {
           n = std::min(n, piece);
         }
+        if (owned_input_) {
+          if (!w.client_read.empty()) {
+            ADD_FAILURE() << "a span lent although the driver owns its input";
+          }
+          scratch_.assign(input_, in_pos_, n);
+          std::size_t taken = conn_->on_client_data(scratch_, now_);
+          std::fill(scratch_.begin(), scratch_.end(), '\xAA');
+          if (taken == 0 || taken > n) {
+            ADD_FAILURE() << "on_client_data took " << taken << " of " << n;
+            return;
+          }
+          in_pos_ += taken;
+          continue;
+        }
+        n = std::min(n, w.client_read.size());
         std::memcpy(w.client_read.data(), input_.data() + in_pos_, n);
         in_pos_ += n;
         conn_->on_client_read(n, now_);
@@ -144,7 +167,7 @@ class CoreHarness {
         conn_->on_upstream_read(0, now_);
         continue;
       }
-      if (!w.client_read.empty() && eof_ && !eof_sent_) {
+      if (w.client_data && eof_ && !eof_sent_) {
         eof_sent_ = true;
         conn_->on_client_read(0, now_);
         continue;
@@ -180,6 +203,8 @@ class CoreHarness {
   }
   int reuses() const { return reuses_; }
   core::Connection& conn() { return *conn_; }
+  // Input buffers given back to the pool and not taken again.
+  std::size_t free_buffers() const { return buffers_.free_count(); }
 
  private:
   bool listed(const std::vector<std::string>& endpoints) const {
@@ -190,6 +215,9 @@ class CoreHarness {
   core::Context ctx_;
   core::Peer peer_;
   std::unique_ptr<core::Upstreams> upstreams_;
+  bool owned_input_ = false;
+  core::BufferPool buffers_;  // outlives conn_
+  std::string scratch_;
   core::TimePoint now_ = core::TimePoint{} + std::chrono::hours(1);
   std::unique_ptr<core::Connection> conn_;
   std::string input_;

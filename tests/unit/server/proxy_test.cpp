@@ -384,5 +384,15 @@ TEST(ProxyFailover, TriesAreBoundedAndTheLastFailureGivesTheStatus) {
   }
 }
 
+TEST(ProxyOwnedInput, IdleProxiedConnectionHoldsNoBuffers) {
+  CoreHarness h(proxy_config(), true);
+  h.upstream_script = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  h.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+  h.run();
+  EXPECT_NE(h.output().find("\r\n\r\nok"), std::string::npos) << h.output();
+  EXPECT_EQ(h.reuses(), 1);
+  EXPECT_FALSE(h.conn().holds_buffers()) << "client or upstream buffer kept while idle";
+}
+
 }  // namespace
 }  // namespace gearbox
