@@ -656,6 +656,7 @@ struct Connection::State {
     }
     if (proxy) {
       proxy->release_buffer();
+      proxy->seal_output();
     }
     if (continue_pending && want_client_read && to_client.empty() && request == Request::kBody &&
         in_begin == in_end) {

@@ -26,6 +26,7 @@ class OutQueue {
   }
   bool empty() const { return bytes_ == 0; }
   std::size_t bytes() const { return bytes_; }
+  std::size_t free_pieces() const { return kMaxPieces - count_; }
   std::span<const iovec> pending() const { return {iov_.data() + first_, count_ - first_}; }
 
   // n bytes of pending() were written.

@@ -385,7 +385,11 @@ bool ProxyLeg::step(TimePoint now) {
   if (tunnel_) {
     return step_tunnel(now);
   }
-  if (up_ != Up::kConnected || !exchange_ || response_done_ || !s_.to_client.empty()) {
+  // Parse on only once the client got what was queued, except while what is queued was queued
+  // by this very update from the response head on (not lent yet): the body bytes that came in
+  // the same read join the head, so head and body go out in one write.
+  if (up_ != Up::kConnected || !exchange_ || response_done_ ||
+      (!s_.to_client.empty() && !(output_unlent_ && s_.to_client.free_pieces() >= 4))) {
     return false;
   }
   if (in_begin_ == in_end_ && upstream_eof_) {
@@ -408,6 +412,7 @@ bool ProxyLeg::step(TimePoint now) {
   }
   if (!st.body.empty() && response_head_sent_) {
     if (client_framing_ == http::Framing::kChunked) {
+      output_unlent_ = false;  // resp_chunk_ is in the queue: no second chunk may join
       s_.to_client.push(http::chunk_header(resp_chunk_, st.body.size()));
       s_.to_client.push(st.body);
       s_.to_client.push(http::kCrlf);
@@ -485,6 +490,7 @@ void ProxyLeg::on_response_head(TimePoint now) {
   s_.response_head_size = s_.client_head.size();
   s_.response_status = r.status;
   s_.to_client.push(s_.client_head);
+  output_unlent_ = r.status != 101;
   s_.response_started = true;
   response_head_sent_ = true;
 }

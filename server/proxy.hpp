@@ -38,6 +38,8 @@ class ProxyLeg {
   // Gives the upstream input buffer back once no upstream connection is held and nothing queued
   // for the client points into it.
   void release_buffer();
+  // The wants are about to lend the queued output: nothing may join it any more.
+  void seal_output() { output_unlent_ = false; }
   void abandon();  // the client side failed: drop the upstream connection
   bool released() const { return up_ == Up::kNone; }
   void fill_wants(Wants& w) const;
@@ -107,6 +109,7 @@ class ProxyLeg {
   bool request_ended_ = false;   // the client request was entirely parsed
   bool response_begun_ = false;  // a byte of the response arrived
   bool response_head_sent_ = false;
+  bool output_unlent_ = false;  // the queued response head (+ body) is not lent yet: more may join
   bool response_done_ = false;
   bool upstream_eof_ = false;
   http::Framing client_framing_ = http::Framing::kNone;

@@ -79,6 +79,7 @@ class CoreHarness {
             break;
           }
         }
+        ++client_writes_;
         conn_->on_client_written(total, now_);
         continue;
       }
@@ -203,6 +204,7 @@ class CoreHarness {
   }
   int reuses() const { return reuses_; }
   core::Connection& conn() { return *conn_; }
+  int client_writes() const { return client_writes_; }
   // Input buffers given back to the pool and not taken again.
   std::size_t free_buffers() const { return buffers_.free_count(); }
 
@@ -239,6 +241,7 @@ class CoreHarness {
   std::map<std::string, std::string> received_by_;
   int releases_ = 0;
   int reuses_ = 0;
+  int client_writes_ = 0;
 };
 
 }  // namespace gearbox::test

@@ -394,5 +394,26 @@ TEST(ProxyOwnedInput, IdleProxiedConnectionHoldsNoBuffers) {
   EXPECT_FALSE(h.conn().holds_buffers()) << "client or upstream buffer kept while idle";
 }
 
+TEST(ProxyLeg, ResponseHeadAndTheBodyReadWithItGoOutInOneWrite) {
+  CoreHarness h(proxy_config());
+  h.upstream_script = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  h.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+  h.run();
+  EXPECT_TRUE(h.output().ends_with("\r\n\r\nok")) << h.output();
+  EXPECT_EQ(h.client_writes(), 1);
+}
+
+// Re-chunked: the head and the first chunk go together; there is one chunk-header buffer, so
+// the next chunk (here the last one) waits for that write.
+TEST(ProxyLeg, ChunkedResponseHeadJoinsItsFirstChunkOnly) {
+  CoreHarness h(proxy_config());
+  h.upstream_script =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n3\r\nyes\r\n0\r\n\r\n";
+  h.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+  h.run();
+  EXPECT_TRUE(h.output().ends_with("\r\n\r\n2\r\nok\r\n3\r\nyes\r\n0\r\n\r\n")) << h.output();
+  EXPECT_EQ(h.client_writes(), 3);
+}
+
 }  // namespace
 }  // namespace gearbox
