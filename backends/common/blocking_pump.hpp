@@ -234,14 +234,20 @@ bool pump_pass(Conn& c, PumpState& st, core::TimePoint now) {
   if (!w.client_read.empty() && !st.c_rd_again) {
     ssize_t n = pump_detail::read_some(cfd, w.client_read);
     if (n >= 0) {
+      // A short read emptied the socket: the next read waits for readiness rather than cost a
+      // read(2) that returns EAGAIN (nginx clears rev->ready the same way).
+      st.c_rd_again = n > 0 && static_cast<std::size_t>(n) < w.client_read.size();
       c.on_client_read(static_cast<std::size_t>(n), now);
+      if (!refresh()) {
+        return true;
+      }
     } else if (would_block(errno)) {
       st.c_rd_again = true;
     } else {
       c.on_client_error(errno, now);
-    }
-    if (!st.c_rd_again && !refresh()) {
-      return true;
+      if (!refresh()) {
+        return true;
+      }
     }
   }
 
@@ -249,14 +255,18 @@ bool pump_pass(Conn& c, PumpState& st, core::TimePoint now) {
     ssize_t n = st.ufd >= 0 ? pump_detail::read_some(st.ufd, w.upstream_read) : -1;
     int err = st.ufd >= 0 ? errno : ENOTCONN;
     if (n >= 0) {
+      st.u_rd_again = n > 0 && static_cast<std::size_t>(n) < w.upstream_read.size();
       c.on_upstream_read(static_cast<std::size_t>(n), now);
+      if (!refresh()) {
+        return true;
+      }
     } else if (would_block(err)) {
       st.u_rd_again = true;
     } else {
       c.on_upstream_error(err, now);
-    }
-    if (!st.u_rd_again && !refresh()) {
-      return true;
+      if (!refresh()) {
+        return true;
+      }
     }
   }
 

@@ -218,6 +218,20 @@ std::string pattern(std::size_t n) {
   return s;
 }
 
+// Regression (issue 10): after a read shorter than the span, the socket is empty, so the next
+// pass must not spend a read(2) on EAGAIN; it waits for readiness first.
+TEST(BlockingPump, ShortReadWaitsForReadinessInsteadOfReadingAgain) {
+  SocketPair sp;
+  EchoFake fake(1024);
+  ASSERT_EQ(::write(sp.peer, "0123456789", 10), 10);
+  PumpState st(PumpSetup{sp.server, -1, nullptr, nullptr});
+  pump_begin(fake, st);
+  EXPECT_TRUE(pump_pass(fake, st, core::Clock::now()));
+  EXPECT_EQ(fake.events.front(), "client_read");
+  EXPECT_TRUE(st.c_rd_again) << "a short read must mark the client socket drained";
+  pump_finish(st);
+}
+
 TEST(BlockingPump, EchoesOneMebibyteWithPartialWritesThenEof) {
   SocketPair sp;
   set_blocking(sp.peer);
