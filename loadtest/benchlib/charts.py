@@ -199,7 +199,7 @@ def multi(data: dict, summary: dict, path: Path) -> Path:
     a = [(med(alone[n], "latency_p99") or 0) / 1000 if n in alone else 0 for n in labels]
     m = [(med(mixed[n], "latency_p99") or 0) / 1000 if n in mixed else 0 for n in labels]
     ax2.barh([y - h / 2 for y in ys], a, h, label="plaintext alone", color="#aec7e8")
-    ax2.barh([y + h / 2 for y in ys], m, h, label="beside /cpu/20 × 2", color="#d62728")
+    ax2.barh([y + h / 2 for y in ys], m, h, label="beside a /cpu/20 connection", color="#d62728")
     ax2.set_yticks(ys, labels, fontsize=8)
     ax2.invert_yaxis()
     if any(v > 0 for v in a + m):

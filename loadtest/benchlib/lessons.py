@@ -115,7 +115,7 @@ def cpu_stalls(s: dict) -> tuple[str, str]:
                      f"{fmt_ms(med(t, 'latency_p99')) if t else '-'} ms")
     if not parts:
         return _missing("multi-mixed and cpu")
-    return ("plaintext p99 beside /cpu/20 requests: " + "; ".join(parts),
+    return ("plaintext p99 beside a connection of /cpu/20 requests: " + "; ".join(parts),
             "A request that computes holds its loop thread, so on a single-threaded loop every "
             "other connection waits behind it; a second loop or worker thread takes the others, "
             "and time-slicing threads spreads the wait.")
@@ -233,7 +233,7 @@ def load_table(summary: dict, scenario: str, background: bool = False) -> list[s
                  f"{fmt_num(med(e, 'peak_threads'))} / {fmt_num(med(e, 'peak_processes'))}",
                  f"{e['good_runs']}/{e['runs']}"]
         if background:
-            cells.insert(7, "/cpu/20 × 2 connections")
+            cells.insert(7, "/cpu/20 × 1 connection")
         out.append("| " + " | ".join(cells) + " |")
     return out
 

@@ -365,6 +365,14 @@ def progress(i: int, total: int, rec: dict, repeat: int, eta_s: float | None = N
         return head + f"{rec['status'].upper()}: {rec['problems'][0]}"
     if d is None:
         return head + "ERROR: " + "; ".join(rec["problems"])
+    if rec.get("load") == "idle":
+        per = d.get("pss_per_conn_bytes")
+        line = (f"{d['held_connections']:,} connections held idle, PSS "
+                f"{rec['server']['peak_pss_bytes'] / 2**20:.1f} MiB, "
+                f"{per / 1024:.1f} KiB per connection" if per is not None else "no connection held")
+        if rec["status"] != "ok":
+            line += "  " + rec["status"].upper() + ": " + "; ".join(rec["problems"])
+        return head + line
     per_core = f"{d['rps_per_core']:>10,.0f}" if d["rps_per_core"] else "         -"
     p99 = rec["wrk"]["latency_us"]["99"] / 1000
     line = (f"{d['rps']:>10,.0f} req/s {per_core} /server core  "
