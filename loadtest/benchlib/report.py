@@ -425,6 +425,16 @@ def render(data: dict, summary: dict, chart_dir: str) -> str:
                      + ".")
     for b, why in data.get("skipped_backends", {}).items():
         lines.append(f"Not run: {b} ({why}).")
+    foreign = sorted(r["derived"]["foreign_server_load"] for r in data["runs"]
+                     if r.get("derived") and r["derived"].get("server_cpu_busy") is not None
+                     and r.get("load", "wrk") != "idle")
+    if foreign:
+        mid = foreign[len(foreign) // 2]
+        flagged = sum(1 for f in foreign if f > 0.15)
+        lines.append(f"\nOther processes on the machine used a median {mid:.2f} of the server's "
+                     f"CPU during the runs ({flagged} of {len(foreign)} runs above 0.15, flagged "
+                     "\"figures disturbed\" below): raw req/s suffer most; req/s per server core "
+                     "divides by the CPU the server itself got.")
     if data.get("peers"):
         lines += ["", "How each peer is written (every one keep-alive with Content-Length, checked "
                   "byte for byte before it is measured; the Python peers share one request "
