@@ -4,6 +4,7 @@
 #include <string_view>
 #include <vector>
 
+#include "backends/fiber/fiber_backend.hpp"
 #include "backends/pool/pool_backend.hpp"
 #include "backends/prefork/prefork_backend.hpp"
 #include "backends/thread/thread_backend.hpp"
@@ -29,6 +30,8 @@ const std::vector<BackendInfo>& backend_registry() {
        &always_available, &backends::make_pool_backend},
       {"uring", "one thread, one io_uring, one C++20 coroutine per connection (--workers loops)",
        &backends::uring_unavailable, &backends::make_uring_backend},
+      {"fiber", "Boost.Fiber M:N over --threads OS threads, netpoller, channels (Go's model)",
+       &always_available, &backends::make_fiber_backend},
   };
   return kBackends;
 }

@@ -326,6 +326,10 @@ const Key kKeys[] = {
      [](Loader& l, const Source& s) {
        l.config.thread_stack = get_size(s, 16 * 1024, 1024 * 1024 * 1024);
      }},
+    {"fiber_stack",
+     [](Loader& l, const Source& s) {
+       l.config.fiber_stack = get_size(s, 16 * 1024, 64 * 1024 * 1024);
+     }},
     {"max_connections",
      [](Loader& l, const Source& s) { l.config.max_connections = get_int(s, 1, 10'000'000); }},
     {"backlog", [](Loader& l, const Source& s) { l.config.backlog = get_int(s, 1, 65'535); }},
@@ -691,6 +695,7 @@ ConfigResult load(int argc, const char* const* argv) {
       ("sqpoll", "uring: a kernel thread polls the submission queue", cxxopts::value<bool>())
       ("threads", "pool/fiber: worker threads (default 0 = one per core)", text(), "N")
       ("thread-stack", "thread: stack size per connection thread (default 256k)", text(), "SIZE")
+      ("fiber-stack", "fiber: stack size per connection fiber (default 64k)", text(), "SIZE")
       ("max-connections", "connections served at once (default 10000)", text(), "N")
       ("backlog", "listen(2) backlog (default 511)", text(), "N");
   options.add_options("Limits and timeouts")

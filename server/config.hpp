@@ -79,6 +79,7 @@ struct Config {
   bool reuseport = false;  // prefork: a listener per worker
   int threads = 0;         // pool/fiber: worker threads; 0 = chosen from the machine
   std::size_t thread_stack = 256 * 1024;  // thread: per-connection stack size
+  std::size_t fiber_stack = 64 * 1024;    // fiber: per-connection stack size (plus a guard page)
   int max_connections = 10'000;
   bool sqpoll = false;  // uring: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL)
 

@@ -4,7 +4,6 @@
 #include "backends/pool/pool_backend.hpp"
 
 #include <fcntl.h>
-#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -25,6 +24,7 @@
 #include <vector>
 
 #include "backends/common/blocking_pump.hpp"
+#include "backends/common/cpus.hpp"
 #include "backends/common/health_check.hpp"
 #include "backends/common/socket.hpp"
 #include "backends/common/upstream_pool.hpp"
@@ -512,15 +512,7 @@ int Reactor::run() {
 }  // namespace
 
 int default_pool_threads() {
-  cpu_set_t set;
-  int cpus = 0;
-  if (::sched_getaffinity(0, sizeof set, &set) == 0) {
-    cpus = CPU_COUNT(&set);
-  }
-  if (cpus <= 0) {
-    cpus = static_cast<int>(std::thread::hardware_concurrency());
-  }
-  return std::max(2, 2 * cpus);
+  return std::max(2, 2 * usable_cpus());
 }
 
 int PoolBackend::run(const core::Config& config, core::Listener& listener, int drain_fd) {

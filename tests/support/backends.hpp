@@ -8,7 +8,7 @@
 namespace gearbox::test {
 
 inline const std::vector<std::string>& conformance_backends() {
-  static const std::vector<std::string> kBackends = {"prefork", "thread", "pool", "uring"};
+  static const std::vector<std::string> kBackends = {"prefork", "thread", "pool", "uring", "fiber"};
   return kBackends;
 }
 

@@ -124,6 +124,7 @@ TEST(ConfigTest, EveryFlagSetsItsField) {
       {{"--reuseport"}, [](const Config& c) { EXPECT_TRUE(c.reuseport); }},
       {{"--threads", "6"}, [](const Config& c) { EXPECT_EQ(c.threads, 6); }},
       {{"--thread-stack", "128k"}, [](const Config& c) { EXPECT_EQ(c.thread_stack, 131072u); }},
+      {{"--fiber-stack", "32k"}, [](const Config& c) { EXPECT_EQ(c.fiber_stack, 32768u); }},
       {{"--max-connections", "77"}, [](const Config& c) { EXPECT_EQ(c.max_connections, 77); }},
       {{"--backlog", "64"}, [](const Config& c) { EXPECT_EQ(c.backlog, 64); }},
       {{"--header-timeout", "1500ms"},

@@ -1,0 +1,281 @@
+// The `fiber` backend: scheduler threads, the acceptor fiber, one launcher fiber per thread fed
+// by a buffered channel, and one fiber per connection running the blocking pump over FiberIo.
+#include "backends/fiber/fiber_backend.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/fiber/algo/round_robin.hpp>
+#include <boost/fiber/algo/work_stealing.hpp>
+#include <boost/fiber/buffered_channel.hpp>
+#include <boost/fiber/condition_variable.hpp>
+#include <boost/fiber/fiber.hpp>
+#include <boost/fiber/operations.hpp>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "backends/common/blocking_pump.hpp"
+#include "backends/common/cpus.hpp"
+#include "backends/common/health_check.hpp"
+#include "backends/common/socket.hpp"
+#include "backends/common/upstream_pool.hpp"
+#include "backends/fiber/fiber_io.hpp"
+#include "backends/fiber/netpoller.hpp"
+#include "backends/fiber/scheduler.hpp"
+#include "backends/fiber/stack_pool.hpp"
+#include "server/balancer.hpp"
+#include "server/connection.hpp"
+#include "server/log.hpp"
+
+namespace gearbox::backends {
+namespace {
+
+using fiber::FiberIo;
+using fiber::Netpoller;
+using fiber::PooledStack;
+using fiber::StackPool;
+using fiber::WaitSpec;
+using Channel = boost::fibers::buffered_channel<Accepted>;
+
+constexpr std::size_t kChannelCapacity = 64;       // accepted connections queued per thread
+constexpr std::size_t kStacksKeptPerThread = 64;  // idle stacks the pool keeps, per thread
+
+// The scheduler thread a fiber runs on now (fibers move; this is only where it is this moment).
+thread_local int tls_thread = 0;
+
+// Everything the threads and fibers share. Freed by run() once every thread was joined; after a
+// drain timeout it is leaked on purpose (fibers still run and point into it; the process exits).
+struct Shared {
+  Shared(const core::Config& c, int drain_fd, int n)
+      : config(c),
+        threads(n),
+        np(drain_fd),
+        stacks(c.fiber_stack, kStacksKeptPerThread * static_cast<std::size_t>(n)),
+        pool(c) {}
+
+  const core::Config& config;
+  const int threads;
+  Netpoller np;
+  StackPool stacks;
+  UpstreamPool pool;  // one per process: fibers move between threads, their upstreams with them
+  core::Context base;
+  std::unique_ptr<core::Upstreams> upstreams;  // proxy mode; thread-safe (balancer.hpp)
+  std::unique_ptr<HealthChecker> health;
+  std::vector<std::unique_ptr<Channel>> conns;  // the acceptor -> thread i's launcher
+  int max_connections = 0;
+  std::atomic<int> live{0};
+  fiber::Waiter* acceptor = nullptr;  // unparked when a connection leaves at the cap
+
+  // run()'s own thread waits here for the drain to start and to end.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool drain_started = false;
+  bool acceptor_done = false;
+
+  // Each scheduler thread's main context waits here until run() stops the threads.
+  std::mutex stop_mu;
+  boost::fibers::condition_variable_any stop_cv;
+  bool stop = false;
+};
+
+PooledStack stack_of(Shared& s) {
+  return PooledStack{&s.stacks};
+}
+
+void leave(Shared& s) {
+  int before = s.live.fetch_sub(1);
+  if (before == s.max_connections) {
+    s.np.unpark(s.acceptor);
+  }
+  if (before == 1 && s.np.draining()) {
+    std::lock_guard lock(s.mu);
+    s.cv.notify_all();
+  }
+}
+
+// One connection, start to end: "go handle(conn)".
+void serve(Shared& s, const Accepted& a) {
+  {
+    core::Context ctx = s.base;
+    core::Peer peer{address_text(a.peer), &a.peer};
+    core::Connection conn(ctx, std::move(peer), core::Clock::now());
+    fiber::Waiter* w = s.np.make_waiter();
+    FiberIo io{&s.np, w};
+    pump(conn, io, PumpSetup{a.fd, s.np.drain_fd(), &ctx, &s.pool});
+    s.np.free_waiter(w);
+  }
+  leave(s);
+}
+
+// Thread i's launcher: starts a fiber for each connection its channel brings, on this thread
+// (work stealing spreads them further); ends when the acceptor closes the channel.
+void launch_connections(Shared& s, Channel& ch) {
+  Accepted a;
+  while (ch.pop(a) == boost::fibers::channel_op_status::success) {
+    boost::fibers::fiber(std::allocator_arg, stack_of(s), [&s, a] { serve(s, a); }).detach();
+  }
+}
+
+// The acceptor fiber. It parks on the netpoller, so whichever thread is idle when a client
+// connects runs it, and it hands the connection to that thread's channel: a thread busy with a
+// long /cpu request is never handed new connections.
+void accept_connections(Shared& s, core::Listener& listener) {
+  fiber::Waiter* w = s.acceptor;
+  const bool proxy = s.config.mode == core::Mode::kProxy;
+  core::TimePoint next_sweep = proxy ? core::Clock::now() + std::chrono::seconds(1) : core::kNever;
+  bool warned = false;  // one warning per streak of accept failures
+  while (!s.np.draining()) {
+    core::TimePoint now = core::Clock::now();
+    if (now >= next_sweep) {
+      s.pool.sweep(now);  // idle upstream connections past their keepalive_timeout
+      next_sweep = now + std::chrono::seconds(1);
+    }
+    WaitSpec spec;
+    spec.drain = true;
+    spec.deadline = next_sweep;
+    // At the cap the listener is not watched: new connections wait in the kernel's backlog (as
+    // with nginx's worker_connections) until a connection leaves and unparks us.
+    if (s.live.load() >= s.max_connections) {
+      s.np.wait(w, spec);
+      continue;
+    }
+    Accepted a = accept_client(listener.fd);
+    if (a.fd >= 0) {
+      warned = false;
+      s.live.fetch_add(1);
+      if (s.conns[tls_thread]->push(a) != boost::fibers::channel_op_status::success) {
+        close_abort(a.fd);  // only this fiber closes the channels, so this never happens
+        leave(s);
+      }
+      continue;
+    }
+    if (accept_should_pause(a.err)) {
+      if (!warned) {
+        core::log_warn("fiber backend: accept: %s; pausing accepts", std::strerror(a.err));
+        warned = true;
+      }
+      spec.deadline = std::min(next_sweep, now + kAcceptPause);
+      s.np.wait(w, spec);
+      continue;
+    }
+    if (a.err != EAGAIN && a.err != EWOULDBLOCK) {
+      continue;  // ECONNABORTED and the like concern that connection only
+    }
+    spec.fd[0] = listener.fd;
+    spec.events[0] = POLLIN;
+    s.np.wait(w, spec);
+  }
+  // Drain: no more accepts; closing the channels ends every launcher (Go's close(done)), and
+  // each connection fiber was woken by the netpoller to finish on its own.
+  ::close(listener.fd);
+  listener.fd = -1;
+  for (auto& ch : s.conns) {
+    ch->close();
+  }
+  if (s.health) {
+    s.health->stop();
+  }
+  std::lock_guard lock(s.mu);
+  s.drain_started = true;
+  s.acceptor_done = true;
+  s.cv.notify_all();
+}
+
+void scheduler_thread(Shared& s, int index, core::Listener* listener) {
+  tls_thread = index;
+  // work_stealing with one thread would spin looking for a victim; round_robin is the same
+  // queue without stealing.
+  if (s.threads == 1) {
+    boost::fibers::use_scheduling_algorithm<
+        fiber::NetpollScheduler<boost::fibers::algo::round_robin>>(s.np);
+  } else {
+    boost::fibers::use_scheduling_algorithm<
+        fiber::NetpollScheduler<boost::fibers::algo::work_stealing>>(
+        s.np, static_cast<std::uint32_t>(s.threads), true);
+  }
+  Channel& ch = *s.conns[index];
+  boost::fibers::fiber(std::allocator_arg, stack_of(s), [&s, &ch] {
+    launch_connections(s, ch);
+  }).detach();
+  if (listener != nullptr) {
+    boost::fibers::fiber(std::allocator_arg, stack_of(s), [&s, listener] {
+      accept_connections(s, *listener);
+    }).detach();
+  }
+  std::unique_lock lock(s.stop_mu);
+  s.stop_cv.wait(lock, [&] { return s.stop; });
+}
+
+}  // namespace
+
+int FiberBackend::run(const core::Config& config, core::Listener& listener, int drain_fd) {
+  int threads = config.threads > 0 ? config.threads : usable_cpus();
+  auto s = std::make_unique<Shared>(config, drain_fd, threads);
+  s->base.config = &config;
+  if (config.mode == core::Mode::kProxy) {
+    try {
+      s->upstreams = std::make_unique<core::Upstreams>(config);
+    } catch (const std::exception& e) {
+      core::log_error("fiber backend: %s", e.what());
+      return 1;
+    }
+    s->base.upstreams = s->upstreams.get();
+    s->health = std::make_unique<HealthChecker>(*s->upstreams);
+    s->health->start();
+  }
+  s->max_connections = std::max(config.max_connections, 1);
+  s->acceptor = s->np.make_waiter();
+  for (int i = 0; i < threads; ++i) {
+    s->conns.push_back(std::make_unique<Channel>(kChannelCapacity));
+  }
+  ::fcntl(listener.fd, F_SETFL, ::fcntl(listener.fd, F_GETFL) | O_NONBLOCK);
+  core::log_debug("fiber backend: %d scheduler threads, %zu-byte fiber stacks", threads,
+                  config.fiber_stack);
+
+  std::vector<std::thread> workers;
+  workers.reserve(static_cast<std::size_t>(threads));
+  for (int i = 0; i < threads; ++i) {
+    workers.emplace_back(scheduler_thread, std::ref(*s), i, i == 0 ? &listener : nullptr);
+  }
+
+  bool drained;
+  {
+    std::unique_lock lock(s->mu);
+    s->cv.wait(lock, [&] { return s->drain_started; });
+    core::TimePoint deadline = core::Clock::now() + config.drain_timeout;
+    drained = s->cv.wait_until(lock, deadline, [&] { return s->live.load() == 0; });
+  }
+  if (!drained) {
+    core::log_warn("fiber backend: drain timeout, %d connections left open", s->live.load());
+    s->np.freeze();
+    for (std::thread& t : workers) {
+      t.detach();
+    }
+    (void)s.release();  // see Shared
+    return 0;
+  }
+  {
+    std::lock_guard lock(s->stop_mu);
+    s->stop = true;
+  }
+  s->stop_cv.notify_all();
+  for (std::thread& t : workers) {
+    t.join();
+  }
+  s->np.free_waiter(s->acceptor);
+  return 0;
+}
+
+std::unique_ptr<core::Backend> make_fiber_backend() {
+  return std::make_unique<FiberBackend>();
+}
+
+}  // namespace gearbox::backends
