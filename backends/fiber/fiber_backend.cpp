@@ -45,7 +45,7 @@ using fiber::StackPool;
 using fiber::WaitSpec;
 using Channel = boost::fibers::buffered_channel<Accepted>;
 
-constexpr std::size_t kChannelCapacity = 64;       // accepted connections queued per thread
+constexpr std::size_t kChannelCapacity = 64;      // accepted connections queued per thread
 constexpr std::size_t kStacksKeptPerThread = 64;  // idle stacks the pool keeps, per thread
 
 // The scheduler thread a fiber runs on now (fibers move; this is only where it is this moment).
@@ -108,7 +108,7 @@ void serve(Shared& s, const Accepted& a) {
     core::Peer peer{address_text(a.peer), &a.peer};
     core::Connection conn(ctx, std::move(peer), core::Clock::now());
     fiber::Waiter* w = s.np.make_waiter();
-    FiberIo io{&s.np, w};
+    FiberIo io(s.np, w);
     pump(conn, io, PumpSetup{a.fd, s.np.drain_fd(), &ctx, &s.pool});
     s.np.free_waiter(w);
   }

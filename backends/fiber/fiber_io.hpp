@@ -4,29 +4,43 @@
 
 #include <poll.h>
 
+#include <boost/fiber/operations.hpp>
 #include <cerrno>
+#include <chrono>
 
 #include "backends/fiber/netpoller.hpp"
 #include "server/connection.hpp"
 
 namespace gearbox::backends::fiber {
 
-struct FiberIo {
-  Netpoller* np;
-  Waiter* waiter;  // this fiber's, for its whole life
+class FiberIo {
+ public:
+  // `waiter` is this fiber's, for its whole life.
+  FiberIo(Netpoller& np, Waiter* waiter) : np_(&np), waiter_(waiter) {}
 
-  core::TimePoint now() const { return core::Clock::now(); }
+  // Called once per pump pass: also the fiber's preemption point. A connection that keeps
+  // progressing (a long pipeline into roomy socket buffers) never waits, so after a time slice
+  // it yields to the other ready fibers (Go preempts a goroutine after 10 ms for the same reason).
+  core::TimePoint now() {
+    core::TimePoint t = core::Clock::now();
+    if (t - slice_start_ >= kSlice) {
+      boost::this_fiber::yield();
+      t = core::Clock::now();
+      slice_start_ = t;
+    }
+    return t;
+  }
 
   // As poll(2) over at most two sockets plus the drain fd (blocking_pump.hpp's contract): > 0
   // with revents set, 0 once `deadline` passed.
-  int wait(pollfd* fds, nfds_t n, core::TimePoint deadline) const {
+  int wait(pollfd* fds, nfds_t n, core::TimePoint deadline) {
     WaitSpec spec;
     spec.deadline = deadline;
     int slot_of[3] = {-1, -1, -1};
     int slots = 0;
     for (nfds_t i = 0; i < n; ++i) {
       fds[i].revents = 0;
-      if (fds[i].fd == np->drain_fd()) {
+      if (fds[i].fd == np_->drain_fd()) {
         spec.drain = true;
       } else if (slots < 2) {
         slot_of[i] = slots;
@@ -38,7 +52,8 @@ struct FiberIo {
         return -1;
       }
     }
-    WaitResult r = np->wait(waiter, spec);
+    WaitResult r = np_->wait(waiter_, spec);
+    slice_start_ = core::Clock::now();
     int ready = 0;
     for (nfds_t i = 0; i < n; ++i) {
       if (slot_of[i] >= 0) {
@@ -50,6 +65,13 @@ struct FiberIo {
     }
     return ready;
   }
+
+ private:
+  static constexpr std::chrono::milliseconds kSlice{2};
+
+  Netpoller* np_;
+  Waiter* waiter_;
+  core::TimePoint slice_start_ = core::Clock::now();
 };
 
 }  // namespace gearbox::backends::fiber

@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cassert>
 #include <boost/fiber/operations.hpp>
+#include <cassert>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -279,8 +279,8 @@ void Netpoller::start_drain(ReadyHook& hook) {
     std::lock_guard lock(waiters_mu_);
     for (const auto& w : all_) {
       std::lock_guard wl(w->mu);
-      if (w->drain_watch && (w->state == Waiter::State::kArming ||
-                             w->state == Waiter::State::kParked)) {
+      if (w->drain_watch &&
+          (w->state == Waiter::State::kArming || w->state == Waiter::State::kParked)) {
         w->drain_hit = true;
         if (context* ctx = fire_locked(*w)) {
           ready.push_back(ctx);

@@ -28,11 +28,11 @@ struct Waiter {
 
   std::mutex mu;  // guards everything below but timer_hook
   State state = State::kIdle;
-  std::uint16_t gen = 0;                       // bumped when a wait starts and when it ends
-  boost::fibers::context* self = nullptr;      // the waiting fiber (kArming, kParked)
-  short revents[2] = {0, 0};                   // per watched socket (poll(2) bits)
-  int registered[2] = {-1, -1};                // fds this waiter added to epoll (ADD vs MOD)
-  bool drain_watch = false;                    // the wait includes the drain fd
+  std::uint16_t gen = 0;                   // bumped when a wait starts and when it ends
+  boost::fibers::context* self = nullptr;  // the waiting fiber (kArming, kParked)
+  short revents[2] = {0, 0};               // per watched socket (poll(2) bits)
+  int registered[2] = {-1, -1};            // fds this waiter added to epoll (ADD vs MOD)
+  bool drain_watch = false;                // the wait includes the drain fd
   bool drain_hit = false;
   bool timed_out = false;
   bool kicked = false;  // unpark() called: the next wait (or this one) ends at once
@@ -145,7 +145,7 @@ class Netpoller {
   std::vector<Waiter*> free_;
 
   std::mutex timers_mu_;
-  Timers timers_;                                 // waiters with a deadline, earliest first
+  Timers timers_;                                        // waiters with a deadline, earliest first
   core::TimePoint poll_until_ = core::TimePoint::min();  // the poller's wake-up; min = none
 
   std::mutex idle_mu_;

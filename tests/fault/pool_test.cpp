@@ -1,8 +1,6 @@
 // The `pool` backend under load through real sockets: thousands of idle keep-alive connections
 // cost no threads, /cpu spreads over a fixed pool, and a full dispatch queue stops accepting
 // (new clients wait in the listen backlog) instead of failing requests.
-#include <sys/resource.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -64,16 +62,6 @@ int settled_thread_count(pid_t pid, int workers) {
     n = thread_count(pid);
   }
   return n;
-}
-
-void raise_fd_limit(rlim_t want) {
-  rlimit rl{};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &rl), 0);
-  if (rl.rlim_cur < want) {
-    rl.rlim_cur = std::min(want, rl.rlim_max);
-    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &rl), 0);
-  }
-  ASSERT_GE(rl.rlim_cur, want) << "RLIMIT_NOFILE hard limit too low for this test";
 }
 
 std::string get(std::string_view path) {

@@ -4,11 +4,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -188,6 +190,16 @@ ProcessResult run_process(const std::vector<std::string>& argv, Millis timeout) 
   result.status = decode_status(raw);
   split_lines(err, result.err_lines, true);
   return result;
+}
+
+void raise_fd_limit(unsigned long want) {
+  rlimit rl{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &rl), 0);
+  if (rl.rlim_cur < want) {
+    rl.rlim_cur = std::min<rlim_t>(want, rl.rlim_max);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &rl), 0);
+  }
+  ASSERT_GE(rl.rlim_cur, want) << "RLIMIT_NOFILE hard limit too low for this test";
 }
 
 bool is_error_line(std::string_view line) {

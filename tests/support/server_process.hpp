@@ -33,6 +33,10 @@ struct ProcessResult {
 // stderr; kills the process group after `timeout`. Never throws; a failed exec gives status 127.
 ProcessResult run_process(const std::vector<std::string>& argv, Millis timeout = Millis{10'000});
 
+// Raises this process's RLIMIT_NOFILE soft limit to at least `want` (servers started afterwards
+// inherit it); a GoogleTest failure when the hard limit is lower.
+void raise_fd_limit(unsigned long want);
+
 // True for a log line at level error or worse (`gearbox: error: ...`, crit, alert, emerg, fatal)
 // and for sanitizer reports; these must be allowed explicitly by a test.
 bool is_error_line(std::string_view line);
