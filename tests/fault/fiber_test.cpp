@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,16 +27,8 @@ std::string get(std::string_view path) {
   return "GET " + std::string(path) + " HTTP/1.1\r\nHost: t\r\n\r\n";
 }
 
-// VmRSS of /proc/<pid>/status in KiB; -1 when unreadable.
 long rss_kib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) {
-      return std::stol(line.substr(6));
-    }
-  }
-  return -1;
+  return proc_status(pid, "VmRSS:");
 }
 
 long elapsed_ms(Clock::time_point since) {

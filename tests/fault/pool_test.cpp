@@ -21,16 +21,8 @@ class PoolTest : public ConformanceTest {};
 INSTANTIATE_TEST_SUITE_P(Backends, PoolTest, ::testing::Values(std::string("pool")),
                          backend_test_name);
 
-// "Threads:" of /proc/<pid>/status; -1 when unreadable.
 int thread_count(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("Threads:", 0) == 0) {
-      return std::stoi(line.substr(8));
-    }
-  }
-  return -1;
+  return static_cast<int>(proc_status(pid, "Threads:"));
 }
 
 // Connections completed by the kernel but not yet accepted on the IPv4 listener bound to

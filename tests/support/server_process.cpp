@@ -202,6 +202,17 @@ void raise_fd_limit(unsigned long want) {
   ASSERT_GE(rl.rlim_cur, want) << "RLIMIT_NOFILE hard limit too low for this test";
 }
 
+long proc_status(pid_t pid, std::string_view field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.starts_with(field)) {
+      return std::stol(line.substr(field.size()));
+    }
+  }
+  return -1;
+}
+
 bool is_error_line(std::string_view line) {
   static const char* const kMarkers[] = {
       "gearbox: error:", "gearbox: crit:",   "gearbox: alert:", "gearbox: emerg:",

@@ -37,6 +37,9 @@ ProcessResult run_process(const std::vector<std::string>& argv, Millis timeout =
 // inherit it); a GoogleTest failure when the hard limit is lower.
 void raise_fd_limit(unsigned long want);
 
+// The number of a /proc/<pid>/status field ("Threads:", "VmRSS:" in KiB); -1 when unreadable.
+long proc_status(pid_t pid, std::string_view field);
+
 // True for a log line at level error or worse (`gearbox: error: ...`, crit, alert, emerg, fatal)
 // and for sanitizer reports; these must be allowed explicitly by a test.
 bool is_error_line(std::string_view line);
