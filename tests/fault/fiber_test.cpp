@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -67,10 +68,31 @@ TEST_P(FiberTest, TenThousandKeepAliveConnectionsGetNoErrors) {
               elapsed_ms(start), rss_kib(server_.pid()));
 }
 
+// Fiber stacks of `size` bytes with a PROT_NONE page just below (/proc/<pid>/maps): how many.
+int guarded_stacks(pid_t pid, unsigned long size) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  unsigned long guard_end = 0;
+  int count = 0;
+  while (std::getline(in, line)) {
+    unsigned long start = 0;
+    unsigned long end = 0;
+    char perms[8] = {};
+    if (std::sscanf(line.c_str(), "%lx-%lx %7s", &start, &end, perms) != 3) {
+      continue;
+    }
+    if (std::string(perms) == "rw-p" && end - start == size && start == guard_end) {
+      ++count;
+    }
+    guard_end = std::string(perms) == "---p" && end - start == 4096 ? end : 0;
+  }
+  return count;
+}
+
 TEST_P(FiberTest, IdleKeepAliveConnectionCostsLittleMemory) {
   constexpr int kConns = 1000;
   raise_fd_limit(kConns + 512);
-  ASSERT_TRUE(start_server({"--threads", "2"}));
+  ASSERT_TRUE(start_server({"--threads", "2", "--fiber-stack", "96k"}));
   // One request first: the scheduler threads, the pools and the first stacks exist.
   serve_many(port(), 1, 1);
   long before = rss_kib(server_.pid());
@@ -89,8 +111,31 @@ TEST_P(FiberTest, IdleKeepAliveConnectionCostsLittleMemory) {
   double per_conn = static_cast<double>(after - before) / kConns;
   std::printf("fiber: RSS %ld KiB -> %ld KiB with %d idle keep-alive connections: %.1f KiB each\n",
               before, after, kConns, per_conn);
-  // A 64 KiB stack fully touched, or one allocated per request, would be far above this.
+  // A 96 KiB stack fully touched, or one allocated per request, would be far above this.
   EXPECT_LT(per_conn, 32.0);
+  // One stack of --fiber-stack per connection, each with its guard page.
+  EXPECT_GE(guarded_stacks(server_.pid(), 96 * 1024), kConns);
+}
+
+// At --max-connections the acceptor stops accepting; the next client waits in the backlog and
+// is served as soon as a connection leaves (the leaving fiber unparks the acceptor).
+TEST_P(FiberTest, MaxConnectionsHoldsTheRestInTheBacklog) {
+  ASSERT_TRUE(start_server({"--threads", "2", "--max-connections", "2"}));
+  std::vector<Socket> held;
+  for (int i = 0; i < 2; ++i) {
+    held.push_back(Socket::connect(port()));
+    ASSERT_TRUE(held.back().send_all(get("/plaintext")));
+    ASSERT_TRUE(held.back().read_response(5s).ok());
+  }
+  Socket third = Socket::connect(port());  // completes in the kernel's backlog
+  ASSERT_TRUE(third.valid()) << third.error();
+  ASSERT_TRUE(third.send_all(get("/plaintext")));
+  HttpResponse early = third.read_response(400ms);
+  EXPECT_FALSE(early.ok()) << "a third connection was served past --max-connections 2";
+  held[0].close();
+  HttpResponse late = third.read_response(5s);
+  ASSERT_TRUE(late.ok()) << late.error;
+  EXPECT_EQ(late.status, 200);
 }
 
 // One client pipelines thousands of requests and never reads: its fiber fills the socket and
