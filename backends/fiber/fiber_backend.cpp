@@ -45,7 +45,10 @@ using fiber::StackPool;
 using fiber::WaitSpec;
 using Channel = boost::fibers::buffered_channel<Accepted>;
 
-constexpr std::size_t kChannelCapacity = 64;      // accepted connections queued per thread
+// Accepted connections a thread's channel holds. The acceptor takes every pending connection
+// in one turn, as Go's accept loop does; a full channel parks it behind the whole run queue,
+// and at 64 that throttled a 4,000-client burst until clients timed out in the backlog.
+constexpr std::size_t kChannelCapacity = 1024;
 constexpr std::size_t kStacksKeptPerThread = 64;  // idle stacks the pool keeps, per thread
 
 // The scheduler thread a fiber runs on now (fibers move; this is only where it is this moment).
