@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstdint>
@@ -32,8 +31,9 @@ using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 
 // What the acceptor and every connection thread share. Heap-allocated and freed by the
-// acceptor only once no connection thread is left; if the drain deadline passes first it is
-// leaked on purpose (the process is about to exit and detached threads still point into it).
+// acceptor only once every connection thread has said it left; if the drain deadline passes
+// first it is leaked on purpose (the process is about to exit and detached threads still point
+// into it).
 struct Shared {
   explicit Shared(const core::Config& config) : pool(config) {}
 
@@ -42,10 +42,10 @@ struct Shared {
   std::unique_ptr<core::Upstreams> upstreams;  // proxy mode; thread-safe (balancer.hpp)
   std::unique_ptr<HealthChecker> health;
   int drain_fd = -1;
-  int wake_fd = -1;  // eventfd: a thread left while the acceptor was at the cap or draining
-  int max_connections = 0;
-  std::atomic<int> live{0};
-  std::atomic<bool> draining{false};
+  // eventfd: each connection thread adds 1 as the very last thing it does with `Shared`. Only
+  // the acceptor counts live threads (started minus the sum read here), so no thread ever
+  // reads shared state after saying it left: once the sum matches, `Shared` can go.
+  int left_fd = -1;
 };
 
 struct Task {
@@ -54,26 +54,26 @@ struct Task {
   sockaddr_storage peer;
 };
 
-void wake(int fd) {
+// The last touch of `Shared` by a connection thread: `left_fd` is read before the write, and
+// the write itself is what lets the acceptor free `Shared` (and close the eventfd).
+void leave(int left_fd) {
   std::uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof one);
+  [[maybe_unused]] ssize_t n = ::write(left_fd, &one, sizeof one);
 }
 
-void clear_wake(int fd) {
-  std::uint64_t count;
-  [[maybe_unused]] ssize_t n = ::read(fd, &count, sizeof count);
-}
-
-void leave(Shared& s) {
-  int before = s.live.fetch_sub(1);
-  if (before == s.max_connections || (before == 1 && s.draining.load())) {
-    wake(s.wake_fd);
+// Threads that left since the last call (the eventfd's count, reset by the read).
+int take_left(int left_fd) {
+  std::uint64_t count = 0;
+  if (::read(left_fd, &count, sizeof count) != sizeof count) {
+    return 0;
   }
+  return static_cast<int>(count);
 }
 
 void* connection_main(void* arg) {
   std::unique_ptr<Task> task(static_cast<Task*>(arg));
   Shared& s = *task->shared;
+  const int left_fd = s.left_fd;
   {
     core::Context ctx = s.base;
     core::Peer peer{address_text(task->peer), &task->peer};
@@ -81,7 +81,7 @@ void* connection_main(void* arg) {
     PollIo io;
     pump(conn, io, PumpSetup{task->fd, s.drain_fd, &ctx, &s.pool});
   }
-  leave(s);
+  leave(left_fd);
   return nullptr;
 }
 
@@ -104,9 +104,9 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
     s->health->start();
   }
   s->drain_fd = drain_fd;
-  s->max_connections = std::max(config.max_connections, 1);
-  s->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (s->wake_fd < 0) {
+  const int max_connections = std::max(config.max_connections, 1);
+  s->left_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (s->left_fd < 0) {
     core::log_error("thread backend: eventfd: %s", std::strerror(errno));
     delete s;
     return 1;
@@ -121,6 +121,7 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
     core::log_warn("thread backend: thread stack size %zu refused, using the default", stack);
   }
 
+  int live = 0;  // connection threads started and not yet left (acceptor only)
   core::TimePoint paused_until{};
   bool warned = false;  // one warning per streak of accept or thread failures
   core::TimePoint next_sweep = core::Clock::now() + std::chrono::seconds(1);
@@ -130,17 +131,18 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
     // backlog (then SYNs are dropped and clients retry), as with nginx's worker_connections
     // and Apache's MaxRequestWorkers. Answering 503 instead would itself need an accept and a
     // thread, the very resources the cap protects.
-    bool at_cap = s->live.load() >= s->max_connections;
+    bool at_cap = live >= max_connections;
     bool accepting = !at_cap && now >= paused_until;
     if (accepting) {
       Accepted a = accept_client(listener.fd);
       if (a.fd >= 0) {
         warned = false;
         auto* task = new Task{s, a.fd, a.peer};
-        s->live.fetch_add(1);
         pthread_t tid;
         int err = ::pthread_create(&tid, &attr, connection_main, task);
-        if (err != 0) {
+        if (err == 0) {
+          ++live;
+        } else {
           // Out of threads (EAGAIN: RLIMIT_NPROC, memory for stacks): shed this connection
           // and back off like on EMFILE instead of failing every following one at once.
           if (!warned) {
@@ -150,7 +152,6 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
           }
           delete task;
           close_abort(a.fd);
-          leave(*s);
           paused_until = now + kAcceptPause;
         }
         continue;
@@ -167,7 +168,7 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
       }
     }
 
-    pollfd fds[3] = {{drain_fd, POLLIN, 0}, {s->wake_fd, POLLIN, 0}, {listener.fd, POLLIN, 0}};
+    pollfd fds[3] = {{drain_fd, POLLIN, 0}, {s->left_fd, POLLIN, 0}, {listener.fd, POLLIN, 0}};
     nfds_t nfds = accepting ? 3 : 2;
     // Idle upstream connections are swept once a second; echo mode has none.
     core::TimePoint until = config.mode == core::Mode::kProxy ? next_sweep : core::kNever;
@@ -176,7 +177,7 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
     }
     int r = ::poll(fds, nfds, wait_ms(now, until));
     if (r > 0 && (fds[1].revents & POLLIN) != 0) {
-      clear_wake(s->wake_fd);
+      live -= take_left(s->left_fd);
     }
     if (r > 0 && fds[0].revents != 0) {
       break;
@@ -188,16 +189,16 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
     }
   }
 
-  // Drain: every connection thread watches drain_fd too and finishes on its own.
+  // Drain: new connections are refused from now on; every connection thread watches drain_fd
+  // too and finishes on its own.
+  ::close(listener.fd);
+  listener.fd = -1;
   if (s->health) {
     s->health->stop();
   }
-  ::close(listener.fd);
-  listener.fd = -1;
-  s->draining.store(true);
   core::TimePoint deadline = core::Clock::now() + config.drain_timeout;
   for (;;) {
-    int live = s->live.load();
+    live -= take_left(s->left_fd);
     core::TimePoint now = core::Clock::now();
     if (live == 0) {
       break;
@@ -207,13 +208,11 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
       ::pthread_attr_destroy(&attr);
       return 0;  // `s` leaks on purpose: see Shared
     }
-    pollfd fd{s->wake_fd, POLLIN, 0};
-    if (::poll(&fd, 1, wait_ms(now, deadline)) > 0) {
-      clear_wake(s->wake_fd);
-    }
+    pollfd fd{s->left_fd, POLLIN, 0};
+    ::poll(&fd, 1, wait_ms(now, deadline));
   }
   ::pthread_attr_destroy(&attr);
-  ::close(s->wake_fd);
+  ::close(s->left_fd);
   delete s;
   return 0;
 }
