@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,6 +54,9 @@ long long ms_between(core::TimePoint from, core::TimePoint to) {
 // it stays readable for every poll that watches it (the pump watches the drain pipe).
 int g_worker_drain_fd = -1;
 int g_worker_retire_fd = -1;
+int g_worker_listen_fd = -1;
+bool g_worker_own_listener = false;
+pid_t g_worker_master = 0;
 volatile sig_atomic_t g_worker_draining = 0;
 volatile sig_atomic_t g_worker_retiring = 0;
 
@@ -64,6 +68,12 @@ void on_worker_signal(int sig) {
     [[maybe_unused]] ssize_t n = ::write(g_worker_retire_fd, &byte, 1);
   } else {
     g_worker_draining = 1;
+    // Drain refuses new connections at once, even while this worker finishes a request: its
+    // own --reuseport listener stops listening now. The shared listener is the master's to
+    // stop (one worker may be signalled alone), unless the master is gone.
+    if (g_worker_listen_fd >= 0 && (g_worker_own_listener || ::getppid() != g_worker_master)) {
+      ::shutdown(g_worker_listen_fd, SHUT_RD);
+    }
     [[maybe_unused]] ssize_t n = ::write(g_worker_drain_fd, &byte, 1);
   }
   errno = saved_errno;
@@ -150,6 +160,9 @@ bool make_pipe(int* read_fd, int* write_fd) {
                     std::strerror(errno));
     ::_exit(kWorkerSetupFailed);
   }
+  g_worker_listen_fd = w.listen_fd;
+  g_worker_own_listener = w.own_listener;
+  g_worker_master = w.master;
   // The master's handlers write to the master's drain pipe: a worker must never run them.
   struct sigaction action = {};
   action.sa_handler = on_worker_signal;
@@ -180,6 +193,7 @@ bool make_pipe(int* read_fd, int* write_fd) {
   slot.state.store(WorkerState::kIdle, std::memory_order_relaxed);
   core::TimePoint next_sweep = core::Clock::now() + std::chrono::seconds(1);
   PollIo io;
+  bool warned = false;  // one warning per streak of accept failures
   for (;;) {
     if (g_worker_draining != 0 || (g_worker_retiring != 0 && !w.own_listener)) {
       break;
@@ -201,17 +215,24 @@ bool make_pipe(int* read_fd, int* write_fd) {
     }
     Accepted a = accept_client(w.listen_fd);
     if (a.fd < 0) {
+      if (a.err == EINVAL) {
+        break;  // the listener was shut down: the server is draining (the signal follows)
+      }
       if (sweeping && (a.err == EAGAIN || accept_should_pause(a.err))) {
         break;
       }
       if (accept_should_pause(a.err)) {
-        core::log_warn("prefork: worker %d: accept: %s; pausing accepts",
-                       static_cast<int>(::getpid()), std::strerror(a.err));
+        if (!warned) {
+          core::log_warn("prefork: worker %d: accept: %s; pausing accepts",
+                         static_cast<int>(::getpid()), std::strerror(a.err));
+          warned = true;
+        }
         pollfd fd{drain_rd, POLLIN, 0};
         ::poll(&fd, 1, static_cast<int>(kAcceptPause.count()));
       }
       continue;
     }
+    warned = false;
     slot.connections.fetch_add(1, std::memory_order_relaxed);
     slot.state.store(WorkerState::kReading, std::memory_order_relaxed);
     {
@@ -427,6 +448,10 @@ class Master {
   int drain() {
     draining_ = true;
     if (listener_.fd >= 0) {
+      // Every worker holds a copy of this listener, and a busy one would close it only after
+      // its request: shutdown() stops the one socket they share, so new connections are
+      // refused now (and a load balancer moves on) while in-flight requests finish.
+      ::shutdown(listener_.fd, SHUT_RD);
       ::close(listener_.fd);
       listener_.fd = -1;
     }

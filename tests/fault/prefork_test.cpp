@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tests/conformance/conformance.hpp"
+#include "tests/fault/drain.hpp"
 
 namespace gearbox::test {
 namespace {
@@ -334,6 +335,24 @@ TEST_P(PreforkFaultTest, ReuseportGivesEachWorkerItsOwnListener) {
     EXPECT_EQ(held, 1u) << "worker " << pid << " should hold exactly its own listener";
   }
   EXPECT_EQ(socket_inodes_of(server_.pid()).size(), 0u) << "the master keeps no listener";
+}
+
+TEST_P(PreforkFaultTest, ReuseportListenersAreRefusedDuringDrain) {
+  // Each worker owns its listener here: the busy one must stop it at once too.
+  ASSERT_TRUE(start_server({"--reuseport", "--drain-timeout", "5s"}));
+  settle_at(kIdleAtRest);
+  expect_new_connections_refused_during_drain(server_);
+}
+
+TEST_P(PreforkFaultTest, SigtermToOneWorkerLeavesTheListenerServing) {
+  // A worker drains alone: the listener it shares with the others must keep listening.
+  ASSERT_TRUE(start_server());
+  std::set<pid_t> workers = settle_at(kIdleAtRest);
+  ASSERT_FALSE(workers.empty());
+  pid_t one = *workers.begin();
+  ASSERT_EQ(::kill(one, SIGTERM), 0);
+  EXPECT_TRUE(wait_until([&] { return exited(one); }, 2s)) << "worker " << one << " did not exit";
+  expect_serving(10);
 }
 
 }  // namespace
