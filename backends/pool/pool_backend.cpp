@@ -207,6 +207,7 @@ class Reactor {
   std::unordered_set<PoolConn*> conns_;
   bool listener_armed_ = false;
   bool draining_ = false;
+  bool accept_warned_ = false;  // one warning per streak of accept failures
   core::TimePoint paused_until_{};
 };
 
@@ -315,7 +316,10 @@ void Reactor::accept_some(core::TimePoint now) {
     Accepted a = accept_client(listener_.fd);
     if (a.fd < 0) {
       if (accept_should_pause(a.err)) {
-        core::log_warn("pool backend: accept: %s; pausing accepts", std::strerror(a.err));
+        if (!accept_warned_) {
+          core::log_warn("pool backend: accept: %s; pausing accepts", std::strerror(a.err));
+          accept_warned_ = true;
+        }
         paused_until_ = now + kAcceptPause;
         return;
       }
@@ -324,6 +328,7 @@ void Reactor::accept_some(core::TimePoint now) {
       }
       continue;
     }
+    accept_warned_ = false;
     auto* c = new PoolConn(base_, a.fd, a.peer, &pool_);
     c->core = std::make_unique<core::Connection>(
         c->ctx, core::Peer{address_text(c->peer_addr), &c->peer_addr}, now);

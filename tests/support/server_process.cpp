@@ -92,11 +92,6 @@ std::string join(const std::vector<std::string>& lines) {
   return out;
 }
 
-struct ProcStat {
-  pid_t ppid = 0;
-  long cpu_ticks = 0;
-};
-
 // Fields 4 (ppid), 14 (utime) and 15 (stime) of /proc/PID/stat.
 std::optional<ProcStat> read_proc_stat(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
@@ -106,9 +101,8 @@ std::optional<ProcStat> read_proc_stat(pid_t pid) {
     return std::nullopt;
   }
   std::istringstream fields(stat.substr(paren + 2));
-  std::string state;
   ProcStat out;
-  fields >> state >> out.ppid;
+  fields >> out.state >> out.ppid;
   std::string skip;
   for (int field = 5; field < 14; ++field) {
     fields >> skip;
@@ -411,9 +405,10 @@ std::vector<std::string> ServerProcess::untagged_lines() const {
   return out;
 }
 
-Millis ServerProcess::cpu_time() const {
+std::vector<std::pair<pid_t, ProcStat>> ServerProcess::tree() const {
+  std::vector<std::pair<pid_t, ProcStat>> out;
   if (pid_ <= 0 || status_.has_value()) {
-    return Millis{0};
+    return out;
   }
   std::vector<std::pair<pid_t, ProcStat>> all;
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
@@ -426,18 +421,60 @@ Millis ServerProcess::cpu_time() const {
       all.emplace_back(pid, *st);
     }
   }
-  std::vector<pid_t> tree{pid_};
-  long ticks = 0;
-  for (std::size_t i = 0; i < tree.size(); ++i) {
+  std::vector<pid_t> pids{pid_};
+  for (std::size_t i = 0; i < pids.size(); ++i) {
     for (const auto& [pid, st] : all) {
-      if (pid == tree[i]) {
-        ticks += st.cpu_ticks;
-      } else if (st.ppid == tree[i]) {
-        tree.push_back(pid);
+      if (pid == pids[i]) {
+        out.emplace_back(pid, st);
+      } else if (st.ppid == pids[i]) {
+        pids.push_back(pid);
       }
     }
   }
+  return out;
+}
+
+Millis ServerProcess::cpu_time() const {
+  long ticks = 0;
+  for (const auto& [pid, st] : tree()) {
+    ticks += st.cpu_ticks;
+  }
   return Millis{ticks * 1000 / ::sysconf(_SC_CLK_TCK)};
+}
+
+std::vector<pid_t> ServerProcess::children() const {
+  std::vector<pid_t> out;
+  for (const auto& [pid, st] : tree()) {
+    if (pid != pid_ && st.ppid == pid_ && st.state != 'Z') {
+      out.push_back(pid);
+    }
+  }
+  return out;
+}
+
+int ServerProcess::open_fds() const {
+  int n = 0;
+  for (const auto& [pid, st] : tree()) {
+    int mine = fd_count(pid);
+    n += mine > 0 ? mine : 0;
+  }
+  return n;
+}
+
+int fd_count(pid_t pid) {
+  std::error_code ec;
+  std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec);
+  if (ec) {
+    return -1;
+  }
+  int n = 0;
+  for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    if (ec) {
+      return -1;
+    }
+    ++n;
+  }
+  return n;
 }
 
 void ServerProcess::send_signal(int sig) const {

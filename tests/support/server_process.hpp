@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace gearbox::test {
@@ -43,6 +44,16 @@ long proc_status(pid_t pid, std::string_view field);
 // True for a log line at level error or worse (`gearbox: error: ...`, crit, alert, emerg, fatal)
 // and for sanitizer reports; these must be allowed explicitly by a test.
 bool is_error_line(std::string_view line);
+
+// Open descriptors of `pid` (entries of /proc/PID/fd); -1 when it is gone.
+int fd_count(pid_t pid);
+
+// Fields 3 (state), 4 (ppid) and 14 + 15 (utime + stime) of /proc/PID/stat.
+struct ProcStat {
+  char state = 0;
+  pid_t ppid = 0;
+  long cpu_ticks = 0;
+};
 
 // One running server. Not copyable; the destructor kills (SIGKILL, whole process group) and
 // reaps a server that is still running, so a failing test never leaks a process.
@@ -95,10 +106,16 @@ class ServerProcess {
   // CPU time (user + system) used so far by the server and every live descendant (prefork
   // workers), from /proc; clock-tick (10 ms) resolution.
   Millis cpu_time() const;
+  // Live (not zombie) child processes: prefork's workers.
+  std::vector<pid_t> children() const;
+  // Open descriptors of the server and every live descendant, summed (/proc/PID/fd).
+  int open_fds() const;
   // Status once reaped (exit code or -N for signal N).
   std::optional<int> exit_status() const { return status_; }
 
  private:
+  // The server and its descendants, with their /proc/PID/stat fields.
+  std::vector<std::pair<pid_t, ProcStat>> tree() const;
   void reader_loop(int fd);
   void reap_and_join();
 
