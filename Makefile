@@ -37,6 +37,12 @@ endef
 # Installs only what is missing; runs apt-get only then.
 deps:
 	$(call install_missing,$(DEB_PACKAGES))
+	@# The IPv6 listener tests need ::1 on loopback (containers often start with it disabled).
+	@if [ "$$(cat /proc/sys/net/ipv6/conf/lo/disable_ipv6 2>/dev/null)" = 1 ]; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO sysctl -q -w net.ipv6.conf.lo.disable_ipv6=0 || \
+	    echo "make deps: could not enable IPv6 on loopback; the [::1] listener test will fail"; \
+	fi
 
 bench-deps:
 	$(call install_missing,$(BENCH_PACKAGES))

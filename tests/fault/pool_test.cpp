@@ -4,7 +4,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -88,11 +90,34 @@ TEST_P(PoolTest, TwoThousandKeepAliveConnectionsAreAllServedByAFixedPool) {
   }
 }
 
+// Nanoseconds each thread of `pid` but the main one has spent on a CPU and waiting for one
+// (fields 1 and 2 of /proc/PID/task/TID/schedstat), by thread id.
+struct ThreadTimes {
+  double on_cpu_ms = 0;
+  double runnable_ms = 0;  // on a CPU or waiting in the run queue
+};
+std::map<pid_t, ThreadTimes> worker_times(pid_t pid) {
+  std::map<pid_t, ThreadTimes> out;
+  for (const auto& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    pid_t tid = static_cast<pid_t>(std::stol(e.path().filename().string()));
+    std::ifstream in(e.path() / "schedstat");
+    double run_ns = 0;
+    double wait_ns = 0;
+    if (tid != pid && in >> run_ns >> wait_ns) {
+      out[tid] = ThreadTimes{run_ns / 1e6, (run_ns + wait_ns) / 1e6};
+    }
+  }
+  return out;
+}
+
 TEST_P(PoolTest, CpuRequestsSpreadOverTwoWorkers) {
   constexpr int kRequests = 20;
   ASSERT_TRUE(start_server({"--threads", "2"}));
   const int idle_threads = settled_thread_count(server_.pid(), 2);
   ASSERT_EQ(idle_threads, 3);
+  const std::map<pid_t, ThreadTimes> before = worker_times(server_.pid());
+  ASSERT_EQ(before.size(), 2u);
   std::atomic<int> ok{0};
   std::atomic<int> max_threads{0};
   std::atomic<bool> running{true};
@@ -115,15 +140,35 @@ TEST_P(PoolTest, CpuRequestsSpreadOverTwoWorkers) {
   for (std::thread& t : clients) {
     t.join();
   }
-  auto wall = std::chrono::duration_cast<Millis>(Clock::now() - start).count();
+  const double wall = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   running = false;
   sampler.join();
+  const std::map<pid_t, ThreadTimes> after = worker_times(server_.pid());
   EXPECT_EQ(ok.load(), kRequests);
   EXPECT_EQ(max_threads.load(), idle_threads) << "the pool must not grow under load";
   // 20 x 50 ms of CPU over 2 workers: at least ~500 ms whatever the cores.
   EXPECT_GE(wall, kRequests * 50 / 2 - 50);
-  std::printf("pool: %d concurrent /cpu/50 with --threads 2 took %lld ms\n", kRequests,
-              static_cast<long long>(wall));
+
+  // Both workers burnt a fair share of the CPU time...
+  double on_cpu[2] = {0, 0};
+  double runnable_sum = 0;
+  int i = 0;
+  for (const auto& [tid, t] : after) {
+    ASSERT_EQ(before.count(tid), 1u) << "a worker thread was replaced";
+    on_cpu[i++] = t.on_cpu_ms - before.at(tid).on_cpu_ms;
+    runnable_sum += t.runnable_ms - before.at(tid).runnable_ms;
+  }
+  const double total = on_cpu[0] + on_cpu[1];
+  std::printf(
+      "pool: %d concurrent /cpu/50 with --threads 2: %.0f ms wall, workers on CPU %.0f + %.0f "
+      "ms, runnable %.0f ms in all\n",
+      kRequests, wall, on_cpu[0], on_cpu[1], runnable_sum);
+  EXPECT_GT(std::min(on_cpu[0], on_cpu[1]), 0.3 * total) << "one worker did most of the work";
+  // ...and at the same time: upper bound on the wall time. Were the workers ever runnable one
+  // at a time (one doing everything, or a lock serialising them), the wall time would be the
+  // sum of their runnable times; run side by side it is about half of it. Time spent waiting
+  // for a CPU counts as runnable, so a loaded machine (or one CPU) does not move the ratio.
+  EXPECT_LT(wall, 0.75 * runnable_sum) << "the two workers did not run side by side";
 }
 
 TEST_P(PoolTest, FullQueueStopsAcceptingAndServesEveryoneInTurn) {
