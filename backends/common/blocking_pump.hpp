@@ -84,7 +84,7 @@ inline bool would_block(int err) {
 
 // Per-connection pump state that outlives one pass: pump() keeps it on its stack, the pool
 // backend keeps it with the connection while the reactor waits for it. Only the thread running
-// the pass touches it; whoever waits reports the wake-up with pump_woken().
+// the pass touches it; whoever waits reports the wake-up with pump_woken_by().
 struct PumpState {
   explicit PumpState(const PumpSetup& s) : setup(s), drain_watch(s.drain_fd >= 0) {}
 
@@ -330,22 +330,10 @@ bool pump_until_blocked(Conn& c, PumpState& st, Io& io, PumpWait* wait) {
   }
 }
 
-// The wait for `wait` ended (readiness reported or deadline reached): every direction may be
-// tried again. `upstream_ready` / `drain_ready`: the wait saw the upstream fd / drain fd ready.
-inline void pump_woken(PumpState& st, bool upstream_ready, bool drain_ready) {
-  st.c_rd_again = st.c_wr_again = st.u_rd_again = st.u_wr_again = false;
-  if (upstream_ready && st.connecting) {
-    st.connect_ready = true;
-  }
-  if (drain_ready && st.drain_watch) {
-    st.drain_watch = false;
-    st.drain_ready = true;
-  }
-}
-
-// Like pump_woken(), for a waiter that knows each fd's poll revents: only the directions that
-// became ready (or errored) are tried again, so a wake-up for the upstream does not cost a
-// read(2) on the client that would return EAGAIN again.
+// The wait for `wait` reported readiness: only the directions that became ready (or errored)
+// are tried again, so a wake-up for the upstream does not cost a read(2) on the client that
+// would return EAGAIN again. A wait that ended at the deadline reports nothing: a deadline is
+// not readiness, and retrying a parked write then could restart the core's send timeout.
 inline void pump_woken_by(PumpState& st, short client_revents, short upstream_revents,
                           bool drain_ready) {
   constexpr short kFail = POLLERR | POLLHUP | POLLNVAL;

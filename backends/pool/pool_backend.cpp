@@ -166,6 +166,12 @@ void worker_main(DispatchQueue& in, ReturnQueue& out) {
   }
 }
 
+short poll_revents(std::uint32_t events) {
+  return static_cast<short>(
+      ((events & EPOLLIN) != 0 ? POLLIN : 0) | ((events & EPOLLOUT) != 0 ? POLLOUT : 0) |
+      ((events & EPOLLERR) != 0 ? POLLERR : 0) | ((events & EPOLLHUP) != 0 ? POLLHUP : 0));
+}
+
 std::uint32_t epoll_events(short poll_events) {
   return ((poll_events & POLLIN) != 0 ? EPOLLIN : 0u) |
          ((poll_events & POLLOUT) != 0 ? EPOLLOUT : 0u);
@@ -453,7 +459,10 @@ int Reactor::run() {
           continue;  // the other fd of a connection already handed over: re-armed on return
         }
         bool upstream = (data & kUpstreamBit) != 0;
-        pump_woken(c->st, upstream, false);
+        // Only the directions this fd reported are tried again (an EPOLLONESHOT event names
+        // one fd): a write that could not progress is not retried before POLLOUT says so.
+        short revents = poll_revents(events[i].events);
+        pump_woken_by(c->st, upstream ? 0 : revents, upstream ? revents : 0, false);
         if (!upstream) {
           c->client_in_epoll = true;  // still registered, disarmed by EPOLLONESHOT
         }
@@ -468,8 +477,11 @@ int Reactor::run() {
       returned.clear();
     }
     while (!timers_.empty() && timers_.begin()->first <= now) {
+      // A deadline is not readiness: the directions that returned EAGAIN stay parked, so the
+      // pass reports the deadline instead of retrying them. Retrying a blocked client write
+      // here could move a few bytes into a socket poll(2) does not call writable, restart the
+      // send timeout, and cut a client that never reads only at twice --send-timeout.
       PoolConn* c = timers_.begin()->second;
-      pump_woken(c->st, false, false);
       dispatch(c);  // clears the timer
     }
     flush_overflow();

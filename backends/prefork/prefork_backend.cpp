@@ -264,7 +264,9 @@ class Master {
  public:
   Master(const core::Config& config, core::Listener& listener, int drain_fd)
       : config_(config), listener_(listener), drain_fd_(drain_fd) {
-    max_workers_ = config.workers > 0 ? config.workers : 256;
+    // A worker serves one connection at a time: --max-connections caps the workers too.
+    max_workers_ =
+        std::max(std::min(config.workers > 0 ? config.workers : 256, config.max_connections), 1);
     min_spare_ = std::clamp(config.min_spare, 1, max_workers_);
     max_spare_ = std::max(config.max_spare, min_spare_);
   }

@@ -112,6 +112,35 @@ TEST_P(LifecycleTest, DrainTimeoutBoundsShutdown) {
   allow_error("drain");
 }
 
+TEST_P(LifecycleTest, MaxConnectionsHoldsTheNextConnectionInTheBacklog) {
+  ASSERT_TRUE(start_server({"--max-connections", "2"}));
+  const std::string get = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+  Socket a = Socket::connect(port());
+  Socket b = Socket::connect(port());
+  for (Socket* s : {&a, &b}) {
+    ASSERT_TRUE(s->valid()) << s->error();
+    ASSERT_TRUE(s->send_all(get));
+    HttpResponse r = s->read_response(3s);
+    ASSERT_TRUE(r.ok()) << r.error;
+    ASSERT_EQ(r.status, 200);
+  }
+  // Both are kept alive: a third connection completes in the kernel's backlog but is not
+  // served until one of them leaves.
+  Socket c = Socket::connect(port());
+  ASSERT_TRUE(c.valid()) << c.error();
+  ASSERT_TRUE(c.send_all(get));
+  HttpResponse early = c.read_response(800ms);
+  EXPECT_FALSE(early.ok()) << "a third connection was served with --max-connections 2";
+  EXPECT_FALSE(c.has_buffered());
+  a.close();
+  HttpResponse late = c.read_response(3s);
+  ASSERT_TRUE(late.ok()) << "still not served once a slot was free: " << late.error;
+  EXPECT_EQ(late.status, 200);
+  // The one kept alive still works.
+  ASSERT_TRUE(b.send_all(get));
+  EXPECT_EQ(b.read_response(3s).status, 200);
+}
+
 // A bad flag must fail at once, so a server that starts anyway is cut after 3 s.
 ProcessResult run_gearbox(const std::vector<std::string>& args, Millis timeout = 3s) {
   std::vector<std::string> argv{gearbox_binary()};

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <thread>
 
@@ -122,6 +123,42 @@ TEST_P(TimeoutTest, StalledBodyIsCutAfterBodyTimeout) {
               close.extra.find("\r\n\r\n") + 4)
         << close.extra;
   }
+}
+
+// A client that stops reading its answers: once the server's writes stop progressing, the
+// connection is cut after --send-timeout (a reset), both when it pipelines small requests and
+// when its body is echoed back as it streams in. The buffers between them fill within
+// milliseconds, so the cut comes about --send-timeout after the client's first byte. pool once
+// cut both only at twice the timeout: at the deadline its reactor retried the parked write,
+// which moved a few bytes into a socket poll(2) did not call writable and restarted the clock.
+void expect_cut_after_send_timeout(int port, std::string_view head, std::string_view chunk) {
+  Socket s = Socket::connect(port, 2s, /*rcvbuf=*/4096);
+  ASSERT_TRUE(s.valid()) << s.error();
+  ASSERT_TRUE(s.send_all(head));
+  StallResult r = send_until_cut(s.fd(), chunk, 12s);
+  ASSERT_TRUE(r.cut) << "not cut within 12 s with --send-timeout 2s (" << r.sent << " bytes sent)";
+  std::printf("cut %lld ms after the first byte, %lld ms after the last progress\n",
+              static_cast<long long>(r.total.count()),
+              static_cast<long long>(r.stalled_for.count()));
+  EXPECT_GE(r.stalled_for, 1600ms) << "cut before the send timeout";
+  EXPECT_LE(r.total, 3300ms) << "cut only " << r.total.count()
+                             << " ms after the client began, with --send-timeout 2s";
+}
+
+TEST_P(TimeoutTest, PipeliningClientThatNeverReadsIsCutAfterSendTimeout) {
+  ASSERT_TRUE(start_server({"--send-timeout", "2s"}));
+  std::string requests;
+  for (int i = 0; i < 1000; ++i) {
+    requests += "GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n";
+  }
+  expect_cut_after_send_timeout(port(), "", requests);
+}
+
+TEST_P(TimeoutTest, StreamedEchoThatIsNeverReadIsCutAfterSendTimeout) {
+  ASSERT_TRUE(start_server({"--send-timeout", "2s", "--max-body", "0"}));
+  expect_cut_after_send_timeout(
+      port(), "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000000\r\n\r\n",
+      std::string(64 * 1024, 'x'));
 }
 
 }  // namespace

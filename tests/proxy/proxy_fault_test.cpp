@@ -383,6 +383,70 @@ TEST_P(ProxyFaultTest, BlackHoledUpstreamCostsRetriesNotErrors) {
   healthy_b.stop();
 }
 
+TEST_P(ProxyFaultTest, GatewayTimeoutWhenConnectHangsPastProxyConnectTimeout) {
+  // A listener whose accept queue is full (backlog 0, one connection waiting): the kernel drops
+  // further SYNs, so a connect to it neither succeeds nor fails.
+  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(lfd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(lfd, 0), 0);
+  ASSERT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int hung = ntohs(addr.sin_port);
+  Socket filler = Socket::connect(hung);
+  ASSERT_TRUE(filler.valid()) << filler.error();
+  ASSERT_TRUE(start_proxy({hung}, {"--proxy-connect-timeout", "500ms"}));
+  allow_error("127.0.0.1:" + std::to_string(hung));
+  auto begin = Clock::now();
+  HttpResponse r = exchange(port(), "GET /x HTTP/1.1\r\nHost: app\r\n\r\n", 4s);
+  auto took = Clock::now() - begin;
+  ::close(lfd);
+  ASSERT_TRUE(r.ok()) << "no answer within 4 s with --proxy-connect-timeout 500ms: " << r.error;
+  EXPECT_EQ(r.status, 504) << r.raw_head;
+  EXPECT_GE(took, 450ms) << "answered before the connect timeout";
+  EXPECT_LT(took, 2500ms);
+  EXPECT_TRUE(server_.wait_for_log("connect timed out", 1s)) << server_.log_text();
+}
+
+TEST_P(ProxyFaultTest, GatewayTimeoutWhenUpstreamStopsReadingPastProxySendTimeout) {
+  // The upstream reads the head, then nothing: the request body fills its buffers and the
+  // proxy's writes stop; --proxy-send-timeout ends the exchange with a 504.
+  start_with(
+      [this](FakeConnection& conn) {
+        int small = 4096;
+        ::setsockopt(conn.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        if (conn.read_head()) {
+          while (!fake_.stopping()) {
+            std::this_thread::sleep_for(10ms);
+          }
+        }
+      },
+      {"--proxy-send-timeout", "1s", "--max-body", "0"});
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  auto begin = Clock::now();
+  ASSERT_TRUE(
+      s.send_all("POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 100000000000\r\n\r\n"));
+  std::atomic<bool> stop{false};
+  std::thread sender([&] {
+    const std::string chunk(64 * 1024, 'b');
+    while (!stop.load() && send_all_fd(s.fd(), chunk, 100ms)) {
+    }
+  });
+  HttpResponse r = s.read_response(6s);
+  auto took = Clock::now() - begin;
+  stop = true;
+  sender.join();
+  ASSERT_TRUE(r.ok()) << "no answer within 6 s with --proxy-send-timeout 1s: " << r.error;
+  EXPECT_EQ(r.status, 504) << r.raw_head;
+  EXPECT_GE(took, 900ms) << "answered before the send timeout";
+  EXPECT_LT(took, 3s);
+  EXPECT_TRUE(server_.wait_for_log("send timed out", 1s)) << server_.log_text();
+}
+
 TEST_P(ProxyFaultTest, BadGatewayOnTwoContentLengths) {
   expect_502_for("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\npoison",
                  "poison");

@@ -114,7 +114,7 @@ bool HttpResponse::has_connection_token(std::string_view token) const {
   return false;
 }
 
-Socket Socket::connect(int port, Millis timeout) {
+Socket Socket::connect(int port, Millis timeout, int rcvbuf) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) {
     Socket s;
@@ -124,6 +124,9 @@ Socket Socket::connect(int port, Millis timeout) {
   Socket s(fd);
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (rcvbuf > 0) {
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<std::uint16_t>(port));
@@ -210,6 +213,39 @@ bool send_all_fd(int fd, std::string_view bytes, Millis timeout, std::string* er
     return false;
   }
   return true;
+}
+
+StallResult send_until_cut(int fd, std::string_view chunk, Millis limit) {
+  StallResult out;
+  const auto start = Clock::now();
+  auto last_progress = start;
+  std::size_t offset = 0;  // into `chunk`: the byte stream stays whole across partial sends
+  while (Clock::now() - start < limit) {
+    ssize_t n = ::send(fd, chunk.data() + offset, chunk.size() - offset, MSG_NOSIGNAL);
+    if (n > 0) {
+      out.sent += static_cast<std::size_t>(n);
+      offset = (offset + static_cast<std::size_t>(n)) % chunk.size();
+      last_progress = Clock::now();
+      continue;
+    }
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    bool cut = n < 0 && errno != EAGAIN && errno != EWOULDBLOCK;
+    if (!cut) {
+      pollfd p{fd, POLLOUT, 0};
+      ::poll(&p, 1, 20);
+      cut = (p.revents & (POLLERR | POLLHUP)) != 0;
+    }
+    if (cut) {
+      out.cut = true;
+      break;
+    }
+  }
+  const auto end = Clock::now();
+  out.stalled_for = std::chrono::duration_cast<Millis>(end - last_progress);
+  out.total = std::chrono::duration_cast<Millis>(end - start);
+  return out;
 }
 
 bool Socket::send_all(std::string_view bytes, Millis timeout) {

@@ -52,7 +52,8 @@ struct CloseResult {
 class Socket {
  public:
   // Connects to 127.0.0.1:port within `timeout`. On failure valid() is false and error() says why.
-  static Socket connect(int port, Millis timeout = Millis{2000});
+  // `rcvbuf` > 0 sets SO_RCVBUF before connecting (a client whose buffers fill quickly).
+  static Socket connect(int port, Millis timeout = Millis{2000}, int rcvbuf = 0);
 
   Socket() = default;
   ~Socket();
@@ -102,6 +103,18 @@ class Socket {
 // Writes every byte to a (non-blocking) socket within `timeout`, MSG_NOSIGNAL. For a second
 // thread that sends while the Socket's owner reads. False on error, with `error` set.
 bool send_all_fd(int fd, std::string_view bytes, Millis timeout, std::string* error = nullptr);
+
+// What a client that writes and never reads saw (send_until_cut).
+struct StallResult {
+  bool cut = false;      // the peer reset the connection (or closed both ways)
+  Millis stalled_for{};  // from the last send that moved a byte to the end
+  Millis total{};
+  std::size_t sent = 0;
+};
+
+// Sends `chunk` over and over (a non-blocking socket; never reads) until the peer cuts the
+// connection or `limit` passes: a client that stopped reading its answers (--send-timeout).
+StallResult send_until_cut(int fd, std::string_view chunk, Millis limit);
 
 // Connects, sends `request`, reads one response (convenience for single-shot cases).
 HttpResponse exchange(int port, std::string_view request, Millis timeout = Millis{5000},
