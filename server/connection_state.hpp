@@ -136,6 +136,14 @@ struct Connection::State {
     if (!ext.empty()) {
       spill_ext();  // what was handed over and not parsed is kept (as much as fits)
     }
+    // The send timeout runs while bytes wait for the client, from the moment they are queued
+    // (a write that cannot move a single byte must time out too: nginx arms send_timeout
+    // whenever output is left), restarted by each write that moves some (on_client_written).
+    if (to_client.empty()) {
+      send_deadline = kNever;
+    } else if (send_deadline == kNever) {
+      send_deadline = now + cfg.send_timeout;
+    }
     recompute_wants();
   }
 

@@ -41,6 +41,9 @@ class CoreHarness {
   void send_eof() { eof_ = true; }
   std::size_t piece = 0;
   std::size_t write_piece = 0;  // caps each write (0 = all)
+  // Bytes the client takes in all before it stops reading: past it a wanted write cannot
+  // progress (EAGAIN: nothing is reported) until the window is raised. Default: never full.
+  std::size_t client_window = static_cast<std::size_t>(-1);
 
   // Bytes the upstream answers with, and whether it then closes.
   std::string upstream_script;
@@ -66,16 +69,17 @@ class CoreHarness {
       if (w.client_shutdown_write) {
         shut_wr_ = true;
       }
-      if (!w.client_write.empty()) {
+      if (!w.client_write.empty() && output_.size() < client_window) {
+        std::size_t cap = client_window - output_.size();
+        if (write_piece != 0) {
+          cap = std::min(cap, write_piece);
+        }
         std::size_t total = 0;
         for (const iovec& v : w.client_write) {
-          std::size_t n = v.iov_len;
-          if (write_piece != 0) {
-            n = std::min(n, write_piece - total);
-          }
+          std::size_t n = std::min(v.iov_len, cap - total);
           output_.append(static_cast<const char*>(v.iov_base), n);
           total += n;
-          if (write_piece != 0 && total == write_piece) {
+          if (total == cap) {
             break;
           }
         }

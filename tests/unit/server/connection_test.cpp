@@ -298,12 +298,67 @@ TEST(ConnectionEcho, SlowReaderIsAbortedAfterSendTimeout) {
   core::Config cfg;
   cfg.send_timeout = 1000ms;
   CoreHarness h(cfg);
-  h.write_piece = 0;
+  h.client_window = 10;  // the client reads 10 bytes of the answer, then nothing
   h.send("GET /health HTTP/1.1\r\nHost: a\r\n\r\n");
-  // The harness writes everything at once; a send timeout only arms while bytes are pending,
-  // so after a full write there is no deadline left but the idle one.
   h.run();
-  EXPECT_EQ(h.deadline(), h.now() + cfg.idle_timeout);
+  ASSERT_EQ(h.output(), "HTTP/1.1 2");
+  EXPECT_EQ(h.deadline(), h.now() + cfg.send_timeout);
+  h.advance(999ms);
+  EXPECT_FALSE(h.closed()) << "cut before the send timeout";
+  h.advance(1ms);
+  EXPECT_TRUE(h.closed()) << "a client that stopped reading outlived --send-timeout";
+  EXPECT_EQ(h.close_mode(), core::CloseMode::kAbort);
+}
+
+TEST(ConnectionEcho, ReaderThatKeepsReadingOutlivesSendTimeout) {
+  core::Config cfg;
+  cfg.send_timeout = 1000ms;
+  CoreHarness h(cfg);
+  h.client_window = 10;
+  h.send("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3000\r\n\r\n" + std::string(3000, 'x'));
+  h.run();
+  // 10 bytes every 900 ms: progress each time, so the timeout restarts (it is not a total).
+  for (int i = 0; i < 5; ++i) {
+    h.advance(900ms);
+    ASSERT_FALSE(h.closed()) << "step " << i;
+    h.client_window += 10;
+    h.run();
+  }
+  EXPECT_EQ(h.output().size(), 60u);
+}
+
+TEST(ConnectionEcho, PipeliningClientWhoseWindowIsFullIsAbortedAfterSendTimeout) {
+  // The first answer fits exactly; the next cannot move a byte. The send timeout must run
+  // from the moment it waits, not only after a write that left bytes behind.
+  core::Config cfg;
+  cfg.send_timeout = 1000ms;
+  std::string two =
+      "GET /health HTTP/1.1\r\nHost: a\r\n\r\nGET /health HTTP/1.1\r\nHost: a\r\n\r\n";
+  CoreHarness probe(cfg);
+  probe.send("GET /health HTTP/1.1\r\nHost: a\r\n\r\n");
+  probe.run();
+  CoreHarness h(cfg);
+  h.client_window = probe.output().size();
+  h.send(two);
+  h.run();
+  ASSERT_EQ(h.output(), probe.output());
+  EXPECT_LE(h.deadline(), h.now() + cfg.send_timeout);
+  h.advance(1000ms);
+  EXPECT_TRUE(h.closed()) << "a client that never read the second answer outlived --send-timeout";
+  EXPECT_EQ(h.close_mode(), core::CloseMode::kAbort);
+}
+
+TEST(ConnectionEcho, ClientThatTakesNoByteIsAbortedAfterSendTimeout) {
+  core::Config cfg;
+  cfg.send_timeout = 1000ms;
+  CoreHarness h(cfg);
+  h.client_window = 0;
+  h.send("GET /health HTTP/1.1\r\nHost: a\r\n\r\n");
+  h.run();
+  EXPECT_EQ(h.output(), "");
+  h.advance(1000ms);
+  EXPECT_TRUE(h.closed());
+  EXPECT_EQ(h.close_mode(), core::CloseMode::kAbort);
 }
 
 // --- Bytes the driver owns, handed over with on_client_data() ---------------------------------
