@@ -2,6 +2,12 @@
 SHELL := /bin/bash
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+# Backends with threads sharing memory: their conformance and proxy suites also run against a
+# ThreadSanitizer binary in `make test`. Add a backend here when it lands.
+TSAN_BACKENDS ?= thread pool fiber
+# The suites of that run (GoogleTest filter over the integration binary of $(BUILD)).
+TSAN_SUITES ?= Backends/EchoTest.*:Backends/ErrorTest.*:Backends/LifecycleTest.*:Backends/DrainTest.*:Backends/ProxyEchoTest.*:Backends/ProxyFaultTest.*:Backends/ProxyBalanceTest.*
 JOBS ?= $(shell nproc)
 LISTEN ?= 127.0.0.1:8080
 BACKEND ?=
@@ -9,9 +15,10 @@ CTEST_ARGS ?=
 
 DEB_PACKAGES := build-essential cmake pkg-config node-llhttp liburing-dev libboost-fiber-dev \
   libboost-context-dev libcxxopts-dev libtomlplusplus-dev libgtest-dev libcurl4-openssl-dev libbenchmark-dev \
-  wrk curl nginx-light python3 python3-matplotlib util-linux procps iproute2 clang-format git systemd
+  wrk curl nginx-light python3 python3-matplotlib util-linux procps iproute2 clang-format git systemd \
+  libtsan2
 
-.PHONY: all deps bench-deps build build-asan run test test-unit format format-check bench bench-smoke install clean
+.PHONY: all deps bench-deps build build-asan build-tsan run test test-unit test-tsan format format-check bench bench-smoke install clean
 
 all: build
 
@@ -60,15 +67,40 @@ $(ASAN_BUILD)/CMakeCache.txt:
 build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS) --target gearbox_unit_tests
 
+$(TSAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGEARBOX_SANITIZE=thread
+
+# The server binary under ThreadSanitizer (the tests themselves come from $(BUILD)).
+build-tsan: deps $(TSAN_BUILD)/CMakeCache.txt
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target gearbox
+
+# The conformance and proxy suites over $(TSAN_BACKENDS), against the TSan binary, in three
+# shards side by side (three, not two: tests alternate between backends, and two shards would
+# give all of one backend's tests to one shard). Any report fails the run: the server halts at the first one (its exit
+# status and the "ThreadSanitizer" line in its log both fail the test).
+test-tsan: build build-tsan
+	@export GEARBOX_TEST_BINARY=$(abspath $(TSAN_BUILD))/gearbox \
+	  GEARBOX_TEST_BACKENDS="$(TSAN_BACKENDS)" GTEST_TOTAL_SHARDS=3 \
+	  TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 atexit_sleep_ms=200"; \
+	pids=; for i in 0 1 2; do \
+	  GTEST_SHARD_INDEX=$$i ./$(BUILD)/tests/gearbox_integration_tests --gtest_brief=1 \
+	    --gtest_filter='$(TSAN_SUITES)' > $(TSAN_BUILD)/shard-$$i.log 2>&1 & pids="$$pids $$!"; \
+	done; \
+	ok=0; for p in $$pids; do wait $$p || ok=1; done; \
+	tail -n 2 $(TSAN_BUILD)/shard-*.log; \
+	if [ $$ok != 0 ]; then cat $(TSAN_BUILD)/shard-*.log; \
+	  echo "make test-tsan: FAILED (logs in $(TSAN_BUILD)/shard-*.log)"; exit 1; fi
+
 run: build
 	./$(BUILD)/gearbox --listen $(LISTEN) $(if $(BACKEND),--backend $(BACKEND))
 
 test-unit: build-asan
 	cd $(ASAN_BUILD) && ctest --output-on-failure -L unit $(CTEST_ARGS)
 
-test: build build-asan
+test: build build-asan build-tsan
 	cd $(ASAN_BUILD) && ctest --output-on-failure -L unit $(CTEST_ARGS)
 	cd $(BUILD) && ctest --output-on-failure -j 2 $(CTEST_ARGS)
+	$(MAKE) --no-print-directory test-tsan
 	$(PYTHON) loadtest/run.py --build $(BUILD) --smoke
 
 format:
@@ -93,4 +125,4 @@ install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

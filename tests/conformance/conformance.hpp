@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -15,8 +16,11 @@
 
 namespace gearbox::test {
 
+// The binary under test: this build's, or GEARBOX_TEST_BINARY when set (`make test` points it
+// at the ThreadSanitizer build).
 inline std::string gearbox_binary() {
-  return GEARBOX_BINARY;
+  const char* other = std::getenv("GEARBOX_TEST_BINARY");
+  return other != nullptr && *other != '\0' ? std::string(other) : std::string(GEARBOX_BINARY);
 }
 
 class ConformanceTest : public ::testing::TestWithParam<std::string> {

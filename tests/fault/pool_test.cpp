@@ -27,27 +27,6 @@ int thread_count(pid_t pid) {
   return static_cast<int>(proc_status(pid, "Threads:"));
 }
 
-// Connections completed by the kernel but not yet accepted on the IPv4 listener bound to
-// 127.0.0.1:port (rx_queue of a LISTEN row in /proc/net/tcp); -1 when not found.
-int accept_backlog(int port) {
-  std::ifstream in("/proc/net/tcp");
-  std::string line;
-  std::getline(in, line);
-  char local[64];
-  char want[16];
-  std::snprintf(want, sizeof want, ":%04X", port);
-  while (std::getline(in, line)) {
-    unsigned sl, state, tx, rx;
-    char remote[64];
-    if (std::sscanf(line.c_str(), " %u: %63s %63s %X %X:%X", &sl, local, remote, &state, &tx,
-                    &rx) == 6 &&
-        state == 0x0A && std::string(local).ends_with(want)) {
-      return static_cast<int>(rx);
-    }
-  }
-  return -1;
-}
-
 // The reactor (main thread) plus `workers`, once the backend has started them.
 int settled_thread_count(pid_t pid, int workers) {
   int n = thread_count(pid);
@@ -192,7 +171,7 @@ TEST_P(PoolTest, FullQueueStopsAcceptingAndServesEveryoneInTurn) {
   int backlog = -1;
   for (int i = 0; i < 20 && backlog < kLate; ++i) {
     std::this_thread::sleep_for(Millis{10});
-    backlog = accept_backlog(port());
+    backlog = listen_queue(port());
   }
   EXPECT_GE(backlog, kLate) << "late connections should wait unaccepted while the queue is full";
 
@@ -201,7 +180,7 @@ TEST_P(PoolTest, FullQueueStopsAcceptingAndServesEveryoneInTurn) {
     ASSERT_TRUE(r.ok()) << "connection " << i << ": " << r.error;
     EXPECT_EQ(r.status, 200) << "connection " << i;
   }
-  EXPECT_EQ(accept_backlog(port()), 0) << "accepting again once the queue drained";
+  EXPECT_EQ(listen_queue(port()), 0) << "accepting again once the queue drained";
   HttpResponse r = exchange(port(), get("/plaintext"));
   EXPECT_EQ(r.status, 200) << r.error;
 }

@@ -2,11 +2,14 @@
 // of 0 B to 8 MiB both ways, chunked both ways, pipelining, the request head as the
 // upstream received it (hop-by-hop fields, X-Forwarded-*, Via), routes, and failover.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "tests/proxy/proxy_fixture.hpp"
 
@@ -248,6 +251,36 @@ TEST_P(ProxyEchoTest, FailoverWhenOneOfTwoUpstreamsDies) {
     EXPECT_EQ(r.body, "Hello, World!") << "request " << i;
   }
   EXPECT_GE(wait_served(echo_b_, 40), 40) << "the surviving upstream should have taken the rest";
+}
+
+TEST_P(ProxyEchoTest, SigtermWithProxiedRequestsInFlightDrainsEveryOne) {
+  // Many connection threads finish at once while the server shuts down: the ThreadSanitizer run
+  // of `make test` once caught thread's last connection reading the state the acceptor had
+  // just freed.
+  constexpr int kClients = 24;
+  start_pair({"--drain-timeout", "5s"});
+  const std::string request = "GET /delay/800 HTTP/1.1\r\nHost: t\r\n\r\n";
+  std::vector<Socket> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(Socket::connect(port()));
+    ASSERT_TRUE(clients.back().valid()) << clients.back().error();
+    ASSERT_TRUE(clients.back().send_all(request));
+  }
+  // Every one accepted (prefork forks workers for them on demand): drain resets what still
+  // waits in the listen backlog, as nginx does.
+  for (int i = 0; i < 300 && listen_queue(port()) != 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(listen_queue(port()), 0) << "connections still unaccepted after 3 s";
+  server_.send_signal(SIGTERM);
+  for (int i = 0; i < kClients; ++i) {
+    HttpResponse r = clients[i].read_response(5s);
+    ASSERT_TRUE(r.ok()) << "client " << i << ": " << r.error << "\nlog:\n" << server_.log_text();
+    EXPECT_EQ(r.status, 200) << "client " << i;
+  }
+  auto status = server_.wait_exit(5s);
+  ASSERT_TRUE(status.has_value()) << server_.log_text();
+  EXPECT_EQ(*status, 0) << server_.log_text();
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -459,6 +460,25 @@ int ServerProcess::open_fds() const {
     n += mine > 0 ? mine : 0;
   }
   return n;
+}
+
+int listen_queue(int port) {
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);
+  char local[64];
+  char want[16];
+  std::snprintf(want, sizeof want, ":%04X", port);
+  while (std::getline(in, line)) {
+    unsigned sl, state, tx, rx;
+    char remote[64];
+    if (std::sscanf(line.c_str(), " %u: %63s %63s %X %X:%X", &sl, local, remote, &state, &tx,
+                    &rx) == 6 &&
+        state == 0x0A && std::string(local).ends_with(want)) {
+      return static_cast<int>(rx);
+    }
+  }
+  return -1;
 }
 
 int fd_count(pid_t pid) {

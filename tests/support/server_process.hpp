@@ -48,6 +48,10 @@ bool is_error_line(std::string_view line);
 // Open descriptors of `pid` (entries of /proc/PID/fd); -1 when it is gone.
 int fd_count(pid_t pid);
 
+// Connections completed by the kernel but not yet accepted on the IPv4 listener bound to
+// 127.0.0.1:port (rx_queue of a LISTEN row in /proc/net/tcp); -1 when there is none.
+int listen_queue(int port);
+
 // Fields 3 (state), 4 (ppid) and 14 + 15 (utime + stime) of /proc/PID/stat.
 struct ProcStat {
   char state = 0;
