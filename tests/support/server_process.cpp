@@ -95,8 +95,22 @@ std::string join(const std::vector<std::string>& lines) {
 
 // Fields 4 (ppid), 14 (utime) and 15 (stime) of /proc/PID/stat.
 std::optional<ProcStat> read_proc_stat(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // read(2), not an ifstream: a process that exits while its file is read fails the read with
+  // ESRCH, which libstdc++'s filebuf turns into an exception whatever the stream's mask.
+  std::string stat;
+  int fd = ::open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return std::nullopt;
+  }
+  char buf[1024];
+  ssize_t n = 0;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) {
+    stat.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  if (n < 0) {
+    return std::nullopt;
+  }
   auto paren = stat.rfind(')');
   if (paren == std::string::npos || paren + 2 > stat.size()) {
     return std::nullopt;
