@@ -4,8 +4,10 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 # Backends with threads sharing memory: their conformance and proxy suites also run against a
-# ThreadSanitizer binary in `make test`. Add a backend here when it lands.
-TSAN_BACKENDS ?= thread pool fiber
+# ThreadSanitizer binary in `make test`. Add a backend here when it lands. Not fiber yet:
+# Debian's Boost.Context/Fiber are built without TSan's fiber annotations (BOOST_USE_TSAN), so
+# TSan cannot follow the stack switches and reports inside work_stealing's queue (steal()).
+TSAN_BACKENDS ?= thread pool
 # The suites of that run (GoogleTest filter over the integration binary of $(BUILD)).
 TSAN_SUITES ?= Backends/EchoTest.*:Backends/ErrorTest.*:Backends/LifecycleTest.*:Backends/DrainTest.*:Backends/ProxyEchoTest.*:Backends/ProxyFaultTest.*:Backends/ProxyBalanceTest.*
 JOBS ?= $(shell nproc)
