@@ -7,8 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <boost/fiber/algo/round_robin.hpp>
-#include <boost/fiber/algo/work_stealing.hpp>
+#include <boost/fiber/algo/shared_work.hpp>
 #include <boost/fiber/buffered_channel.hpp>
 #include <boost/fiber/condition_variable.hpp>
 #include <boost/fiber/fiber.hpp>
@@ -119,7 +118,7 @@ void serve(Shared& s, const Accepted& a) {
 }
 
 // Thread i's launcher: starts a fiber for each connection its channel brings, on this thread
-// (work stealing spreads them further); ends when the acceptor closes the channel.
+// (the shared ready queue spreads them further); ends when the acceptor closes the channel.
 void launch_connections(Shared& s, Channel& ch) {
   Accepted a;
   while (ch.pop(a) == boost::fibers::channel_op_status::success) {
@@ -194,16 +193,11 @@ void accept_connections(Shared& s, core::Listener& listener) {
 
 void scheduler_thread(Shared& s, int index, core::Listener* listener) {
   tls_thread = index;
-  // work_stealing with one thread would spin looking for a victim; round_robin is the same
-  // queue without stealing.
-  if (s.threads == 1) {
-    boost::fibers::use_scheduling_algorithm<
-        fiber::NetpollScheduler<boost::fibers::algo::round_robin>>(s.np);
-  } else {
-    boost::fibers::use_scheduling_algorithm<
-        fiber::NetpollScheduler<boost::fibers::algo::work_stealing>>(
-        s.np, static_cast<std::uint32_t>(s.threads), true);
-  }
+  // shared_work rather than work_stealing, measured (docs/ARCHITECTURE.md, "The fiber
+  // backend"): the same throughput here, one stack page less per fiber, any idle thread runs
+  // any ready fiber, and no special case for one thread (work_stealing would spin).
+  boost::fibers::use_scheduling_algorithm<
+      fiber::NetpollScheduler<boost::fibers::algo::shared_work>>(s.np, true);
   Channel& ch = *s.conns[index];
   boost::fibers::fiber(std::allocator_arg, stack_of(s), [&s, &ch] {
     launch_connections(s, ch);

@@ -1,7 +1,7 @@
 // The `fiber` backend: Go's model with Boost.Fiber. --threads OS threads share every fiber
-// (M:N, work stealing); one fiber per connection runs the blocking pump in straight-line style,
-// parking on a netpoller (one epoll set) instead of blocking its thread; connections travel from
-// the acceptor fiber to the threads through buffered channels, whose closing ends them.
+// (M:N, one shared ready queue); one fiber per connection runs the blocking pump in straight-line
+// style, parking on a netpoller (one epoll set) instead of blocking its thread; connections travel
+// from the acceptor fiber to the threads through buffered channels, whose closing ends them.
 #pragma once
 
 #include <memory>

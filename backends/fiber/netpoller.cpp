@@ -302,8 +302,8 @@ int Netpoller::poll(ReadyHook& hook, core::TimePoint until) {
     }
     poll_until_ = until;
   }
-  epoll_event events[128];
-  int n = ::epoll_wait(ep_, events, 128, timeout_ms(now, until));
+  epoll_event* events = events_.data();
+  int n = ::epoll_wait(ep_, events, static_cast<int>(events_.size()), timeout_ms(now, until));
   {
     std::lock_guard lock(timers_mu_);
     poll_until_ = core::TimePoint::min();
@@ -339,13 +339,14 @@ int Netpoller::poll(ReadyHook& hook, core::TimePoint until) {
     }
   }
   // Deadlines: every waiter due by now, in one pass under the lock.
-  context* due[64];
+  context** due = due_.data();
   for (;;) {
     int k = 0;
     {
       std::lock_guard lock(timers_mu_);
       now = core::Clock::now();
-      while (k < 64 && !timers_.empty() && timers_.begin()->deadline <= now) {
+      while (k < static_cast<int>(due_.size()) && !timers_.empty() &&
+             timers_.begin()->deadline <= now) {
         Waiter& w = *timers_.begin();
         timers_.erase(timers_.begin());
         std::lock_guard wl(w.mu);
@@ -361,7 +362,7 @@ int Netpoller::poll(ReadyHook& hook, core::TimePoint until) {
       hook.ready_detached(due[i]);
     }
     readied += k;
-    if (k < 64) {
+    if (k < static_cast<int>(due_.size())) {
       break;
     }
   }

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <poll.h>
+#include <sys/epoll.h>
 
+#include <array>
 #include <atomic>
 #include <boost/fiber/context.hpp>
 #include <boost/intrusive/set.hpp>
@@ -147,6 +149,11 @@ class Netpoller {
   std::mutex timers_mu_;
   Timers timers_;                                        // waiters with a deadline, earliest first
   core::TimePoint poll_until_ = core::TimePoint::min();  // the poller's wake-up; min = none
+
+  // The poller's buffers: poll() runs on one thread at a time (poller_busy_), often on the stack
+  // of the fiber that is parking (pick_next), so they stay off fiber stacks.
+  std::array<epoll_event, 128> events_{};
+  std::array<boost::fibers::context*, 64> due_{};
 
   std::mutex idle_mu_;
   bool poller_busy_ = false;

@@ -1,7 +1,8 @@
-// The fiber backend's scheduling algorithm: one of Boost.Fiber's (work_stealing moves ready
-// fibers between threads, as Go's Ps steal runnable goroutines) with the netpoller wired into
-// it (romange/helio's epoll scheduler): the poll happens in suspend_until() when the thread has
-// no ready fiber, and notify() interrupts it.
+// The fiber backend's scheduling algorithm: one of Boost.Fiber's multi-thread algorithms
+// (shared_work: one ready queue for every thread, so any idle thread runs any ready fiber, as
+// Go's Ps take from the global run queue) with the netpoller wired into it (romange/helio's
+// epoll scheduler): the poll happens in suspend_until() when the thread has no ready fiber, and
+// notify() interrupts it.
 #pragma once
 
 #include <boost/fiber/algo/algorithm.hpp>
@@ -46,7 +47,7 @@ class NetpollScheduler final : public Base, public ReadyHook {
   void notify() noexcept override { np_.notify(idle_); }
 
   // A fiber the netpoller parked (detached) is ready: it joins this thread, then the ready
-  // queue, from which work_stealing may still move it to another thread.
+  // queue, from which the algorithm may still move it to another thread.
   void ready_detached(boost::fibers::context* ctx) noexcept override {
     boost::fibers::context::active()->attach(ctx);
     Base::awakened(ctx);
