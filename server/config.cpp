@@ -241,6 +241,8 @@ struct ProxyDefaults {
   std::optional<Duration> send_timeout;
   std::optional<int> next_upstream_tries;
   std::optional<Duration> next_upstream_timeout;
+  std::optional<std::size_t> keepalive;
+  std::optional<Duration> keepalive_timeout;
 };
 
 // A group as the file wrote it: what it set explicitly stays optional until defaults are known.
@@ -362,6 +364,12 @@ const Key kKeys[] = {
      [](Loader& l, const Source& s) {
        l.defaults(s).next_upstream_tries = static_cast<int>(get_int(s, 0, 1000));
      }},
+    {"proxy_keepalive",
+     [](Loader& l, const Source& s) {
+       l.defaults(s).keepalive = static_cast<std::size_t>(get_int(s, 0, 100'000));
+     }},
+    {"proxy_keepalive_timeout",
+     [](Loader& l, const Source& s) { l.defaults(s).keepalive_timeout = get_duration(s, 1); }},
     {"proxy_next_upstream_timeout",
      [](Loader& l, const Source& s) { l.defaults(s).next_upstream_timeout = get_duration(s, 0); }},
     {"access_log",
@@ -496,9 +504,9 @@ void load_group(Loader& l, std::string_view name, const Source& s) {
     } else if (k == "next_upstream_timeout") {
       spec.own.next_upstream_timeout = get_duration(field, 0);
     } else if (k == "keepalive") {
-      g.keepalive = static_cast<std::size_t>(get_int(field, 0, 100'000));
+      spec.own.keepalive = static_cast<std::size_t>(get_int(field, 0, 100'000));
     } else if (k == "keepalive_timeout") {
-      g.keepalive_timeout = get_duration(field, 1);
+      spec.own.keepalive_timeout = get_duration(field, 1);
     } else {
       fail(field.label, "unknown key");
     }
@@ -714,6 +722,8 @@ ConfigResult load(int argc, const char* const* argv) {
       ("proxy-read-timeout", "longest wait for upstream bytes (default 60s)", text(), "DURATION")
       ("proxy-send-timeout", "longest stall writing upstream (default 60s)", text(), "DURATION")
       ("proxy-next-upstream-tries", "most servers tried per request (default 0 = all)", text(), "N")
+      ("proxy-keepalive", "idle upstream connections kept per server, per worker (default 32)", text(), "N")
+      ("proxy-keepalive-timeout", "an idle upstream connection is closed after (default 60s)", text(), "DURATION")
       ("proxy-next-upstream-timeout", "no new try after this (default 0 = no limit)", text(), "DURATION")
       ("trusted-proxy", "peer whose X-Forwarded-For is kept (repeatable)", list(), "CIDR");
   // clang-format on
@@ -824,6 +834,10 @@ ConfigResult load(int argc, const char* const* argv) {
         own.read_timeout.value_or(file.read_timeout.value_or(g.read_timeout)));
     g.send_timeout = flag.send_timeout.value_or(
         own.send_timeout.value_or(file.send_timeout.value_or(g.send_timeout)));
+    g.keepalive =
+        flag.keepalive.value_or(own.keepalive.value_or(file.keepalive.value_or(g.keepalive)));
+    g.keepalive_timeout = flag.keepalive_timeout.value_or(
+        own.keepalive_timeout.value_or(file.keepalive_timeout.value_or(g.keepalive_timeout)));
     g.next_upstream_tries = flag.next_upstream_tries.value_or(
         own.next_upstream_tries.value_or(file.next_upstream_tries.value_or(g.next_upstream_tries)));
     g.next_upstream_timeout =

@@ -98,12 +98,16 @@ bool UpstreamPool::put(const core::Endpoint& ep, int fd, core::TimePoint now) {
 void UpstreamPool::sweep(core::TimePoint now) {
   std::lock_guard lock(mu_);
   for (auto& [key, slot] : slots_) {
-    std::size_t expired = 0;
-    while (expired < slot.idle.size() && now - slot.idle[expired].since >= slot.timeout) {
-      ::close(slot.idle[expired].fd);
-      ++expired;
-    }
-    slot.idle.erase(slot.idle.begin(), slot.idle.begin() + static_cast<std::ptrdiff_t>(expired));
+    // Past the idle timeout, or closed by the upstream meanwhile (its own keep-alive timeout is
+    // often shorter: nginx closes such a connection as soon as it is readable): a descriptor
+    // held for nothing.
+    std::erase_if(slot.idle, [&](const Idle& idle) {
+      if (now - idle.since < slot.timeout && still_usable(idle.fd)) {
+        return false;
+      }
+      ::close(idle.fd);
+      return true;
+    });
   }
 }
 

@@ -35,7 +35,8 @@ class UpstreamPool {
   // Returns false when the endpoint's limit is 0: `fd` itself was closed.
   bool put(const core::Endpoint& ep, int fd, core::TimePoint now);
 
-  // Closes connections idle past their timeout (call now and then, e.g. once a second).
+  // Closes connections idle past their timeout and those the upstream closed (call now and
+  // then, e.g. once a second).
   void sweep(core::TimePoint now);
 
   // Idle connections held for `ep` (tests, metrics).

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -445,6 +446,88 @@ TEST_P(ProxyFaultTest, GatewayTimeoutWhenUpstreamStopsReadingPastProxySendTimeou
   EXPECT_GE(took, 900ms) << "answered before the send timeout";
   EXPECT_LT(took, 3s);
   EXPECT_TRUE(server_.wait_for_log("send timed out", 1s)) << server_.log_text();
+}
+
+// Connections from the server under test to 127.0.0.1:`port` that still hold a descriptor
+// (any TCP state but TIME_WAIT), from /proc/net/tcp.
+int held_connections_to(int port) {
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);
+  int n = 0;
+  while (std::getline(in, line)) {
+    unsigned sl, local_port, remote_port, state;
+    char local[16], remote[16];
+    if (std::sscanf(line.c_str(), " %u: %8[0-9A-F]:%X %8[0-9A-F]:%X %X", &sl, local, &local_port,
+                    remote, &remote_port, &state) == 6 &&
+        static_cast<int>(remote_port) == port && state != 0x06) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+// Issue 8 point 6: descriptors grew under sustained proxy load. Not a leak: idle upstream
+// connections kept for reuse, at most --proxy-keepalive per server in each pool, each closed
+// after --proxy-keepalive-timeout. After the load they must fall back to that bound, then to
+// none, and the server's descriptor count to where it was.
+TEST_P(ProxyFaultTest, DescriptorsSettleAfterLoadToTheKeepaliveBoundThenToTheStart) {
+  constexpr int kClients = 16;
+  constexpr int kKeep = 2;
+  start_with(fixed_response_handler(kOk),
+             {"--proxy-keepalive", std::to_string(kKeep), "--proxy-keepalive-timeout", "1s"});
+  const bool prefork = GetParam() == "prefork";
+  std::this_thread::sleep_for(300ms);  // prefork's spare workers are forked
+  const int fds_before = server_.open_fds();
+  // Keep-alive load plus new connections: each client reconnects every 20 requests.
+  std::atomic<int> failed{0};
+  std::vector<std::thread> clients;
+  const auto until = Clock::now() + 2s;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&] {
+      while (Clock::now() < until) {
+        Socket s = Socket::connect(port());
+        for (int i = 0; i < 20 && s.valid(); ++i) {
+          HttpResponse r = s.send_all("GET /load HTTP/1.1\r\nHost: app\r\n\r\n")
+                               ? s.read_response(5s)
+                               : HttpResponse{};
+          if (!r.ok() || r.status != 200) {
+            ++failed;
+            break;
+          }
+        }
+      }
+    });
+  }
+  for (std::thread& t : clients) {
+    t.join();
+  }
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_GT(fake_.requests(), kClients * 20);
+  // Within the keep-alive timeout: idle upstream connections, at most kKeep per pool (one per
+  // prefork worker, one per process otherwise).
+  std::this_thread::sleep_for(200ms);
+  const int pools = prefork ? static_cast<int>(server_.children().size()) : 1;
+  const int held = held_connections_to(fake_.port());
+  std::printf("%s: %d upstream connections made, %d held after the load (bound %d x %d)\n",
+              GetParam().c_str(), fake_.connections(), held, kKeep, pools);
+  EXPECT_LE(held, kKeep * pools) << "more idle upstream connections than --proxy-keepalive";
+  // Past the keep-alive timeout (plus the once-a-second sweep): none.
+  bool settled = false;
+  for (int i = 0; i < 50 && !settled; ++i) {
+    std::this_thread::sleep_for(100ms);
+    settled = held_connections_to(fake_.port()) == 0;
+  }
+  EXPECT_TRUE(settled) << held_connections_to(fake_.port())
+                       << " upstream connections still held 5 s after the load";
+  if (!prefork) {  // prefork's worker count follows the load, and its descriptors with it
+    int fds_after = server_.open_fds();
+    for (int i = 0; i < 30 && fds_after != fds_before; ++i) {
+      std::this_thread::sleep_for(100ms);
+      fds_after = server_.open_fds();
+    }
+    EXPECT_EQ(fds_after, fds_before) << "descriptors did not settle back after the load";
+  }
 }
 
 TEST_P(ProxyFaultTest, BadGatewayOnTwoContentLengths) {

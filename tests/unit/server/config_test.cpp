@@ -167,8 +167,16 @@ TEST(ConfigTest, EveryFlagSetsItsField) {
        [](const Config& c) {
          EXPECT_EQ(c.groups.at(0).next_upstream_timeout, milliseconds(3000));
        }},
+      {{"--upstream", "127.0.0.1:9001", "--proxy-keepalive", "3", "--proxy-keepalive-timeout",
+        "2s"},
+       [](const Config& c) {
+         EXPECT_EQ(c.groups.at(0).keepalive, 3u);
+         EXPECT_EQ(c.groups.at(0).keepalive_timeout, milliseconds(2000));
+       }},
       {{"--upstream", "127.0.0.1:9001"},
        [](const Config& c) {
+         EXPECT_EQ(c.groups.at(0).keepalive, 32u);
+         EXPECT_EQ(c.groups.at(0).keepalive_timeout, milliseconds(60'000));
          EXPECT_EQ(c.groups.at(0).next_upstream_tries, 0);  // every server, as nginx
          EXPECT_EQ(c.groups.at(0).next_upstream_timeout, milliseconds(0));
        }},
@@ -393,6 +401,32 @@ upstream = "static"
   EXPECT_TRUE(c.routes[0].strip_prefix);
   EXPECT_EQ(c.routes[1].group, "static");
   EXPECT_FALSE(c.routes[1].strip_prefix);
+}
+
+TEST(ConfigTest, KeepaliveDefaultsGroupsAndFlagsInThatOrder) {
+  using std::chrono::milliseconds;
+  const std::string toml = R"(
+proxy_keepalive = 8
+proxy_keepalive_timeout = "20s"
+[upstreams.a]
+servers = ["127.0.0.1:9001"]
+keepalive = 2
+[upstreams.b]
+servers = ["127.0.0.1:9002"]
+[[routes]]
+prefix = "/a/"
+upstream = "a"
+[[routes]]
+prefix = "/"
+upstream = "b"
+)";
+  Config c = load_file_ok(toml);
+  EXPECT_EQ(c.groups.at(0).keepalive, 2u);  // the group's own
+  EXPECT_EQ(c.groups.at(0).keepalive_timeout, milliseconds(20'000));
+  EXPECT_EQ(c.groups.at(1).keepalive, 8u);  // the file's default
+  Config flagged = load_file_ok(toml, {"--proxy-keepalive", "1"});
+  EXPECT_EQ(flagged.groups.at(0).keepalive, 1u);
+  EXPECT_EQ(flagged.groups.at(1).keepalive, 1u);
 }
 
 TEST(ConfigTest, FlagsOverrideTheFile) {

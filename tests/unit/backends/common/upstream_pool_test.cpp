@@ -81,6 +81,22 @@ TEST(UpstreamPool, SweepClosesExpiredOnly) {
   ::close(fresh.pooled);
 }
 
+TEST(UpstreamPool, SweepClosesConnectionsTheUpstreamClosedBeforeTheirTimeout) {
+  // The upstream's own keep-alive timeout ran out first: the idle descriptor is freed at the
+  // next sweep rather than held until ours does.
+  UpstreamPool pool(4, 60s);
+  auto a = endpoint("127.0.0.1:1001");
+  Pair closed, open;
+  pool.put(a, closed.pooled, kT0);
+  pool.put(a, open.pooled, kT0);
+  ::shutdown(closed.upstream, SHUT_WR);
+  pool.sweep(kT0 + 1s);
+  EXPECT_FALSE(is_open(closed.pooled));
+  EXPECT_EQ(pool.idle_count(a), 1u);
+  EXPECT_EQ(pool.take(a, kT0 + 1s), open.pooled);
+  ::close(open.pooled);
+}
+
 TEST(UpstreamPool, FullSetClosesTheOldestToKeepTheFreshOne) {
   UpstreamPool pool(2, 60s);
   auto a = endpoint("127.0.0.1:1001");
