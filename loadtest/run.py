@@ -241,7 +241,7 @@ def main(argv: list[str]) -> int:
             print(f"scenario {s.name:<15} {s.about}")
         order, planned = runner.schedule(plan)
         print(f"plan: {len(order)} runs, {sum(planned) / 60:.0f} min of load and set-up "
-              f"({args.repeat} × {args.duration:g} s; the pace measured so far is about 1.3× that)")
+              f"({args.repeat} × {args.duration:g} s; a --quick run here took 1.2× its plan)")
         return 0
     out.mkdir(parents=True, exist_ok=True)
     print(f"run.py: {len(backends)} backends ({', '.join(backends)}), {len(scenarios)} scenarios, "

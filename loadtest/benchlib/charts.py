@@ -244,7 +244,10 @@ def openloop(data: dict, summary: dict, path: Path) -> Path:
     ax.set_ylabel("latency from intended send time, ms (p99 solid, p50 dotted; × errors)")
     ax.set_title("Latency against offered load", fontsize=11, fontweight="bold")
     ax.grid(alpha=0.3, which="both")
-    ax.xaxis.set_major_formatter(FuncFormatter(_thousands))
+    rates = sorted({r for v in open_series(summary).values() for r, _ in v})
+    if rates:
+        ax.set_xticks(rates, [_thousands(r, None) for r in rates])
+        ax.minorticks_off()
     if ax.get_lines():
         ax.legend(fontsize=7, ncol=2)
     return _save(fig, path)

@@ -311,8 +311,26 @@ class Report(unittest.TestCase):
         # without matplotlib it fails.
         from benchlib import charts
         data = self.data()
+        # the lessons' charts too: gil, multi, idle, openloop
+        for name, kind in (("gil", "wrk"), ("multi-plaintext", "wrk"), ("multi-mixed", "wrk"),
+                           ("idle-1k", "idle"), ("open", "open")):
+            data["scenarios"].append({"name": name, "about": "x", "connections": 64,
+                                      "group": "lessons", "kind": kind})
+        for label, base, w in (("pool×1", "pool", 1), ("pool×2", "pool", 2)):
+            for name in ("gil", "multi-plaintext", "multi-mixed"):
+                r = fake_record(label, name, 0, 1000 * w, 1.0 * w)
+                r.update(base=base, workers=w)
+                data["runs"].append(r)
+        data["runs"].append(fake_record("pool", "idle-1k", 0, 100, 0.1))
+        for rate in (2000, 5000, 10000):
+            r = fake_record(f"pool@{rate // 1000}k", "open", 0, rate, 0.5)
+            r.update(base="pool", rate=rate)
+            data["runs"].append(r)
         with tempfile.TemporaryDirectory() as d:
             files = charts.render(data, runner.aggregate(data["runs"]), Path(d))
+            self.assertEqual({f.name for f in files},
+                             {"rps_per_core.png", "latency.png", "memory.png", "gil.png",
+                              "multi.png", "idle.png", "openloop.png"})
             for f in files:
                 self.assertGreater(f.stat().st_size, 5000)
 
