@@ -18,8 +18,8 @@ CTEST_ARGS ?=
 
 DEB_PACKAGES := build-essential cmake pkg-config node-llhttp liburing-dev libboost-fiber-dev \
   libboost-context-dev libcxxopts-dev libtomlplusplus-dev libgtest-dev libcurl4-openssl-dev libbenchmark-dev \
-  wrk curl nginx-light python3 python3-matplotlib util-linux procps iproute2 clang-format git systemd \
-  libtsan2
+  wrk curl nginx-light python3 python3-matplotlib python3-prometheus-client chromium util-linux \
+  procps iproute2 clang-format git systemd libtsan2
 
 .PHONY: all deps bench-deps build build-asan build-tsan run test test-unit test-tsan format format-check bench bench-smoke install clean
 

@@ -25,6 +25,10 @@ class Backend {
   // stops accepting, lets in-flight requests finish within config.drain_timeout, and returns
   // the process exit status (0 = clean).
   virtual int run(const Config& config, Listener& listener, int drain_fd) = 0;
+  // What the model is doing now, in its own terms, as one JSON object (the admin /status page):
+  // e.g. prefork's workers and their states, pool's queue. Called from the admin thread while
+  // run() serves: read only atomics. The default says nothing beyond the shared counters.
+  virtual std::string status_json() const { return "{}"; }
 };
 
 struct BackendInfo {

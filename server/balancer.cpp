@@ -5,6 +5,8 @@
 #include <cassert>
 #include <mutex>
 
+#include "server/metrics.hpp"
+
 namespace gearbox::core {
 
 struct Upstreams::Group {
@@ -17,7 +19,8 @@ struct Upstreams::Group {
     int active = 0;            // requests in flight
   };
 
-  explicit Group(const UpstreamGroup& c) : config(&c), servers(c.servers.size()) {
+  Group(const UpstreamGroup& c, std::size_t first)
+      : config(&c), base(first), servers(c.servers.size()) {
     for (std::size_t i = 0; i < servers.size(); ++i) {
       servers[i].weight = c.servers[i].weight > 0 ? c.servers[i].weight : 1;
     }
@@ -36,6 +39,7 @@ struct Upstreams::Group {
   }
 
   const UpstreamGroup* config;
+  std::size_t base;  // index of servers[0] over every group, for the metrics
   mutable std::mutex mu;
   std::vector<Server> servers;
 };
@@ -45,8 +49,10 @@ Upstreams::Upstreams(const Config& config) : Upstreams(config.groups, config.rou
 Upstreams::Upstreams(const std::vector<UpstreamGroup>& groups, const std::vector<Route>& routes)
     : router_(routes, groups) {
   groups_.reserve(groups.size());
+  std::size_t base = 0;
   for (const UpstreamGroup& g : groups) {
-    groups_.push_back(std::make_unique<Group>(g));
+    groups_.push_back(std::make_unique<Group>(g, base));
+    base += g.servers.size();
   }
 }
 
@@ -124,18 +130,33 @@ void Upstreams::on_failure(std::size_t g, std::size_t s, TimePoint now) {
   }
   ++srv.fails;
   srv.failed_at = now;
+  std::size_t i = grp.base + s;
+  if (metrics::Arena* a = metrics::arena(); a != nullptr && i < metrics::kMaxServers) {
+    metrics::local()->upstream[i].failures.fetch_add(1, std::memory_order_relaxed);
+    if (grp.passively_down(srv, now)) {
+      auto until = (srv.failed_at + grp.config->fail_timeout).time_since_epoch();
+      a->down_until_ns[i].store(std::chrono::duration_cast<std::chrono::nanoseconds>(until).count(),
+                                std::memory_order_relaxed);
+    }
+  }
 }
 
 void Upstreams::on_success(std::size_t g, std::size_t s) {
   Group& grp = *groups_.at(g);
   std::lock_guard lock(grp.mu);
   grp.servers.at(s).fails = 0;
+  if (metrics::Arena* a = metrics::arena(); a != nullptr && grp.base + s < metrics::kMaxServers) {
+    a->down_until_ns[grp.base + s].store(0, std::memory_order_relaxed);
+  }
 }
 
 void Upstreams::on_request_start(std::size_t g, std::size_t s) {
   Group& grp = *groups_.at(g);
   std::lock_guard lock(grp.mu);
   ++grp.servers.at(s).active;
+  if (metrics::arena() != nullptr && grp.base + s < metrics::kMaxServers) {
+    metrics::local()->upstream[grp.base + s].requests.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 void Upstreams::on_request_end(std::size_t g, std::size_t s) {
@@ -152,6 +173,9 @@ void Upstreams::set_health(std::size_t g, std::size_t s, bool healthy) {
   Group& grp = *groups_.at(g);
   std::lock_guard lock(grp.mu);
   grp.servers.at(s).healthy = healthy;
+  if (metrics::Arena* a = metrics::arena(); a != nullptr && grp.base + s < metrics::kMaxServers) {
+    a->unhealthy[grp.base + s].store(healthy ? 0 : 1, std::memory_order_relaxed);
+  }
 }
 
 bool Upstreams::healthy(std::size_t g, std::size_t s) const {

@@ -104,6 +104,20 @@ bool get_bool(const Source& s) {
   fail_type(s, "true or false");
 }
 
+// ADDR:PORT with a numeric host, localhost or *.
+std::string get_listen_address(const Source& s) {
+  std::string text = get_string(s);
+  std::string host;
+  int port = 0;
+  in6_addr scratch{};
+  if (!split_host_port(text, &host, &port) ||
+      (host != "localhost" && host != "*" && inet_pton(AF_INET, host.c_str(), &scratch) != 1 &&
+       inet_pton(AF_INET6, host.c_str(), &scratch) != 1)) {
+    fail(s.label, quoted(text) + " is not ADDR:PORT (numeric address, localhost or *)");
+  }
+  return text;
+}
+
 std::optional<std::int64_t> parse_int(std::string_view text) {
   std::int64_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -257,6 +271,7 @@ struct Loader {
   std::string file_label;  // "path: " or empty
   std::string backend_source = "--backend";
   std::string mode_label = "--mode";
+  std::string admin_label;      // where admin_listen was set
   std::string min_spare_label;  // where min_spare / max_spare were set; empty = default
   std::string max_spare_label;
   ProxyDefaults file_defaults;
@@ -297,18 +312,11 @@ const Key kKeys[] = {
        }
        l.mode_label = s.label;
      }},
-    {"listen",
+    {"listen", [](Loader& l, const Source& s) { l.config.listen = get_listen_address(s); }},
+    {"admin_listen",
      [](Loader& l, const Source& s) {
-       std::string text = get_string(s);
-       std::string host;
-       int port = 0;
-       in6_addr scratch{};
-       if (!split_host_port(text, &host, &port) ||
-           (host != "localhost" && host != "*" && inet_pton(AF_INET, host.c_str(), &scratch) != 1 &&
-            inet_pton(AF_INET6, host.c_str(), &scratch) != 1)) {
-         fail(s.label, quoted(text) + " is not ADDR:PORT (numeric address, localhost or *)");
-       }
-       l.config.listen = text;
+       l.config.admin_listen = get_listen_address(s);
+       l.admin_label = s.label;
      }},
     {"workers", [](Loader& l, const Source& s) { l.config.workers = get_int(s, 1, 100'000); }},
     {"min_spare",
@@ -690,6 +698,7 @@ ConfigResult load(int argc, const char* const* argv) {
       ("listen", "address to listen on (default 127.0.0.1:8080; port 0 = any)", text(), "ADDR:PORT")
       ("config", "TOML file; flags override its values", text(), "FILE")
       ("check", "validate the configuration, print `configuration ok` and exit")
+      ("admin-listen", "serve /metrics and /status on this address (default off)", text(), "ADDR:PORT")
       ("access-log", "log one line per response to FILE, or - for stderr (default off)", text(), "FILE")
       ("access-log-format", "combined (nginx's, plus request time) or json (default combined)", text(), "FORMAT")
       ("log-level", "error, warn, info or debug (default info)", text(), "LEVEL")
@@ -866,6 +875,16 @@ ConfigResult load(int argc, const char* const* argv) {
   if (c.mode == Mode::kProxy && c.groups.empty()) {
     fail(l.mode_label,
          "proxy mode needs an upstream (--upstream HOST:PORT or [upstreams.NAME] in the file)");
+  }
+  if (!c.admin_listen.empty()) {
+    std::string host, admin_host;
+    int port = 0, admin_port = 0;
+    split_host_port(c.listen, &host, &port);
+    split_host_port(c.admin_listen, &admin_host, &admin_port);
+    if (admin_port != 0 && admin_port == port) {
+      fail(l.admin_label, quoted(c.admin_listen) +
+                              " is the serving port: the admin endpoint needs one of its own");
+    }
   }
   if (c.min_spare > c.max_spare && !l.max_spare_label.empty()) {
     fail(l.max_spare_label, std::to_string(c.max_spare) + " is less than min_spare (" +

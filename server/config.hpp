@@ -94,7 +94,8 @@ struct Config {
   std::vector<Route> routes;          // proxy mode; empty = everything to groups[0]
   std::vector<Cidr> trusted_proxies;
 
-  std::string access_log;  // empty: off; "-": stderr; otherwise a file path
+  std::string admin_listen;  // --admin-listen: /metrics and /status; empty = off
+  std::string access_log;    // empty: off; "-": stderr; otherwise a file path
   AccessFormat access_log_format = AccessFormat::kCombined;
   std::string log_level = "info";
 

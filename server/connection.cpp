@@ -66,6 +66,9 @@ void Connection::on_client_read(std::size_t n, TimePoint now) {
     return;
   }
   s.in_end += n;
+  if (s.metrics != nullptr) {
+    s.metrics->bytes_in.fetch_add(n, std::memory_order_relaxed);
+  }
   s.update(now);
 }
 
@@ -85,6 +88,9 @@ std::size_t Connection::on_client_data(std::span<const char> bytes, TimePoint no
   s.update(now);
   const std::size_t taken = bytes.size() - s.ext.size();
   s.ext = {};
+  if (s.metrics != nullptr) {
+    s.metrics->bytes_in.fetch_add(taken, std::memory_order_relaxed);  // the rest comes again
+  }
   return taken;
 }
 
@@ -96,6 +102,9 @@ void Connection::on_client_written(std::size_t n, TimePoint now) {
   State& s = *s_;
   s.to_client.consume(n);
   s.exchange_bytes_out += n;
+  if (s.metrics != nullptr) {
+    s.metrics->bytes_out.fetch_add(n, std::memory_order_relaxed);
+  }
   s.send_deadline = s.to_client.empty() ? kNever : now + s.cfg.send_timeout;
   s.update(now);
 }
@@ -103,6 +112,7 @@ void Connection::on_client_written(std::size_t n, TimePoint now) {
 void Connection::on_client_error(int err, TimePoint now) {
   (void)err;
   State& s = *s_;
+  s.count_error(metrics::ErrorKind::kReset);
   s.abort();
   s.update(now);
 }
@@ -114,6 +124,7 @@ void Connection::on_deadline(TimePoint now) {
   }
   if (s.send_deadline <= now) {
     s.send_deadline = kNever;
+    s.count_error(metrics::ErrorKind::kTimeout);
     s.abort();  // the client stopped reading
   }
   if (s.client_deadline <= now) {

@@ -18,6 +18,7 @@
 #include "server/echo.hpp"
 #include "server/http_date.hpp"
 #include "server/log.hpp"
+#include "server/metrics.hpp"
 #include "server/out_queue.hpp"
 #include "server/proxy.hpp"
 
@@ -41,11 +42,19 @@ struct Connection::State {
     // The first request's head must arrive within the header timeout of the accept (nginx's
     // client_header_timeout).
     client_deadline = now + cfg.header_timeout;
+    if (metrics != nullptr) {
+      metrics->open.fetch_add(1, std::memory_order_relaxed);
+      set_idle(true);
+    }
     update(now);
   }
   // An exchange cut short (reset, abort, client gone) still gets its access-log line.
   ~State() {
     end_exchange(last_now);
+    if (metrics != nullptr) {
+      set_idle(false);
+      metrics->open.fetch_sub(1, std::memory_order_relaxed);
+    }
     give_buffer(ctx.buffers, in);
   }
   State(const State&) = delete;
@@ -92,6 +101,11 @@ struct Connection::State {
   TimePoint exchange_start{};
   std::uint64_t exchange_bytes_out = 0;  // bytes written to the client since it began
   std::size_t response_head_size = 0;    // of those, the response head's
+
+  // This thread's metric shard (null when no arena is installed), and whether this connection
+  // is counted in its idle gauge.
+  metrics::Shard* metrics = metrics::local();
+  bool counted_idle = false;
 
   OutQueue to_client;
   std::string client_head;  // response head (or whole small response) being written
@@ -369,12 +383,27 @@ struct Connection::State {
     }
     request = Request::kIdle;
     client_deadline = now + cfg.idle_timeout;
+    set_idle(true);
     return true;
   }
 
   // --- The access log ------------------------------------------------------------------------
 
+  void set_idle(bool idle) {
+    if (metrics != nullptr && idle != counted_idle) {
+      counted_idle = idle;
+      metrics->idle.fetch_add(idle ? 1 : -1, std::memory_order_relaxed);
+    }
+  }
+
+  void count_error(metrics::ErrorKind kind) {
+    if (metrics != nullptr) {
+      metrics->errors[static_cast<std::size_t>(kind)].fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
   void begin_exchange(TimePoint now) {
+    set_idle(false);
     exchange_open = true;
     exchange_start = now;
     exchange_bytes_out = 0;
@@ -390,12 +419,20 @@ struct Connection::State {
       return;
     }
     exchange_open = false;
-    if (!access_log_enabled()) {
-      return;
-    }
     const http::RequestHead& h = parser.head();
     bool head_seen = request != Request::kIdle && request != Request::kHead;
     if (response_status == 0 && !head_seen) {
+      return;
+    }
+    int status = response_status != 0 ? response_status : 499;  // nginx: client closed request
+    if (metrics != nullptr) {
+      auto m = static_cast<std::size_t>(head_seen ? metrics::method_class(h.method_kind)
+                                                  : metrics::MethodClass::kOther);
+      std::size_t c = static_cast<std::size_t>(std::clamp(status / 100, 1, 5) - 1);
+      metrics->requests[m][c].fetch_add(1, std::memory_order_relaxed);
+      metrics->duration.observe(now - exchange_start);
+    }
+    if (!access_log_enabled()) {
       return;
     }
     AccessRecord r;
@@ -407,7 +444,7 @@ struct Connection::State {
       r.referer = h.headers.get("Referer").value_or(std::string_view());
       r.user_agent = h.headers.get("User-Agent").value_or(std::string_view());
     }
-    r.status = response_status != 0 ? response_status : 499;  // nginx: client closed request
+    r.status = status;
     r.bytes_sent = exchange_bytes_out;
     r.body_bytes =
         exchange_bytes_out > response_head_size ? exchange_bytes_out - response_head_size : 0;
@@ -550,6 +587,10 @@ struct Connection::State {
       return;
     }
     keep_alive = false;
+    if (status == 400 || status == 408 || status == 413 || status == 414 || status == 431 ||
+        status == 501 || status == 505) {
+      count_error(metrics::error_kind_of(status));  // the client's fault (not a 502/504)
+    }
     std::string_view reason = http::reason_phrase(status);
     response_status = status;
     fixed_valid = false;

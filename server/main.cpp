@@ -3,6 +3,7 @@
 // Exit status: 0 clean drain or --check ok, 2 configuration error, otherwise the backend's.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,8 +13,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <new>
+#include <optional>
 #include <string>
 
+#include "backends/common/admin.hpp"
 #include "backends/common/socket.hpp"
 #include "server/backend.hpp"
 #include "server/config_load.hpp"
@@ -205,6 +210,27 @@ int main(int argc, char** argv) {
     log_line(LogLevel::kError, "--listen: " + error);
     return 1;
   }
+  // The admin endpoint and the metric arena it reads, shared with prefork workers: mapped before
+  // any fork. Without --admin-listen nothing is counted (the core checks for an arena).
+  std::optional<core::Listener> admin_listener;
+  if (!config.admin_listen.empty()) {
+    admin_listener = backends::open_listener(config.admin_listen, 64, false, &error);
+    if (!admin_listener) {
+      log_line(LogLevel::kError, "--admin-listen: " + error);
+      return 1;
+    }
+    void* shared = ::mmap(nullptr, sizeof(core::metrics::Arena), PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shared == MAP_FAILED) {
+      log_line(LogLevel::kError, std::string("metrics: mmap: ") + std::strerror(errno));
+      return 1;
+    }
+    auto* arena = new (shared) core::metrics::Arena();
+    arena->started_wall_s = std::chrono::duration_cast<std::chrono::seconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+    core::metrics::install(arena);
+  }
   int drain_fd = install_stop_signals();
   if (drain_fd < 0) {
     return 1;
@@ -219,9 +245,18 @@ int main(int argc, char** argv) {
     core::log_info("backend %s by default: uring is not available here: %s", config.backend.c_str(),
                    uring ? uring->unavailable().c_str() : "not built");
   }
+  std::unique_ptr<backends::AdminServer> admin;
+  if (admin_listener) {
+    std::string address = admin_listener->address;
+    admin = std::make_unique<backends::AdminServer>(config, std::move(*admin_listener),
+                                                    *core::metrics::arena(), *backend);
+    admin->start();
+    core::log_info("admin endpoint on %s (/metrics, /status)", address.c_str());
+  }
   core::log_debug("cpu calibration: %llu iterations per ms",
                   static_cast<unsigned long long>(config.cpu_iterations_per_ms));
   int status = backend->run(config, *listener, drain_fd);
+  admin.reset();
   core::flush_access_log();
   core::log_debug("exiting with status %d", status);
   return status;

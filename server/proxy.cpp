@@ -35,6 +35,15 @@ void ProxyLeg::release_buffer() {
   }
 }
 
+void ProxyLeg::count_upstream(metrics::Counter metrics::UpstreamServerCounters::*counter) {
+  if (metrics::Shard* m = s_.metrics; m != nullptr) {
+    std::size_t i = metrics::server_index(s_.cfg, group_, server_);
+    if (i < metrics::kMaxServers) {
+      (m->upstream[i].*counter).fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+}
+
 const UpstreamGroup& ProxyLeg::group() const {
   return s_.cfg.groups[group_];
 }
@@ -85,6 +94,9 @@ void ProxyLeg::connect_next(TimePoint now) {
   if (pick == Upstreams::kNone) {
     fail_exchange(timed_out_ ? 504 : 502);
     return;
+  }
+  if (attempts_ > 0) {
+    count_upstream(&metrics::UpstreamServerCounters::retries);  // passed on from server_
   }
   ++attempts_;
   server_ = pick;
@@ -463,6 +475,12 @@ void ProxyLeg::on_response_head(TimePoint now) {
     return;  // 1xx: dropped (we answered 100-continue to the client ourselves)
   }
   head_at_ = now;
+  if (metrics::Shard* m = s_.metrics; m != nullptr) {
+    std::size_t i = metrics::server_index(s_.cfg, group_, server_);
+    if (i < metrics::kMaxServers) {
+      m->upstream[i].head_latency.observe(now - connected_at_);
+    }
+  }
   const http::RequestHead& req = s_.parser.head();
   ResponseRewrite rw;
   const bool head_req = req.method_kind == http::Method::kHead;

@@ -12,6 +12,7 @@
 #include "http/serializer.hpp"
 #include "server/access_log.hpp"
 #include "server/connection.hpp"
+#include "server/metrics.hpp"
 #include "server/out_queue.hpp"
 
 namespace gearbox::core {
@@ -71,6 +72,7 @@ class ProxyLeg {
   bool step_tunnel(TimePoint now);
   bool request_replayable() const;
   const UpstreamGroup& group() const;
+  void count_upstream(metrics::Counter metrics::UpstreamServerCounters::*counter);
 
   Connection::State& s_;
   http::ResponseParser parser_;

@@ -6,6 +6,8 @@
 
 #include <cerrno>
 
+#include "server/metrics.hpp"
+
 namespace gearbox::backends {
 namespace {
 
@@ -19,15 +21,29 @@ bool still_usable(int fd) {
 
 }  // namespace
 
+// The gauge gearbox_upstream_idle_connections follows each configured server's idle set.
+void UpstreamPool::report(Slot& slot) {
+  auto held = static_cast<std::int64_t>(slot.idle.size());
+  if (held != slot.reported && slot.metric < core::metrics::kMaxServers) {
+    if (core::metrics::Shard* m = core::metrics::local(); m != nullptr) {
+      m->upstream[slot.metric].idle.fetch_add(held - slot.reported, std::memory_order_relaxed);
+      slot.reported = held;
+    }
+  }
+}
+
 UpstreamPool::UpstreamPool(std::size_t default_keep, core::Duration default_timeout)
     : default_keep_(default_keep), default_timeout_(default_timeout) {}
 
 UpstreamPool::UpstreamPool(const core::Config& config, std::size_t default_keep,
                            core::Duration default_timeout)
     : UpstreamPool(default_keep, default_timeout) {
-  for (const core::UpstreamGroup& group : config.groups) {
-    for (const core::UpstreamServer& server : group.servers) {
+  for (std::size_t g = 0; g < config.groups.size(); ++g) {
+    const core::UpstreamGroup& group = config.groups[g];
+    for (std::size_t s = 0; s < group.servers.size(); ++s) {
+      const core::UpstreamServer& server = group.servers[s];
       Slot& slot = slots_[server.endpoint.text];
+      slot.metric = core::metrics::server_index(config, g, s);
       slot.keep = group.keepalive;
       slot.timeout = group.keepalive_timeout;
       slot.idle.reserve(group.keepalive);
@@ -40,6 +56,8 @@ UpstreamPool::~UpstreamPool() {
     for (const Idle& idle : slot.idle) {
       ::close(idle.fd);
     }
+    slot.idle.clear();
+    report(slot);
   }
 }
 
@@ -65,10 +83,12 @@ int UpstreamPool::take(const core::Endpoint& ep, core::TimePoint now) {
     Idle idle = slot.idle.back();
     slot.idle.pop_back();
     if (now - idle.since < slot.timeout && still_usable(idle.fd)) {
+      report(slot);
       return idle.fd;
     }
     ::close(idle.fd);
   }
+  report(slot);
   return -1;
 }
 
@@ -84,6 +104,7 @@ bool UpstreamPool::put(const core::Endpoint& ep, int fd, core::TimePoint now) {
   slot.idle.erase(slot.idle.begin(), slot.idle.begin() + static_cast<std::ptrdiff_t>(expired));
   if (slot.keep == 0) {
     ::close(fd);
+    report(slot);
     return false;
   }
   if (slot.idle.size() >= slot.keep) {
@@ -92,6 +113,7 @@ bool UpstreamPool::put(const core::Endpoint& ep, int fd, core::TimePoint now) {
     slot.idle.erase(slot.idle.begin());
   }
   slot.idle.push_back(Idle{fd, now});
+  report(slot);
   return true;
 }
 
@@ -108,6 +130,7 @@ void UpstreamPool::sweep(core::TimePoint now) {
       ::close(idle.fd);
       return true;
     });
+    report(slot);
   }
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -48,11 +49,14 @@ class UpstreamPool {
     core::TimePoint since;
   };
   struct Slot {
+    std::size_t metric = static_cast<std::size_t>(-1);  // server index for the metrics
+    std::int64_t reported = 0;                          // idle count last added to the gauge
     std::size_t keep = 0;
     core::Duration timeout{};
     std::vector<Idle> idle;  // oldest first
   };
   Slot& slot_for(const core::Endpoint& ep);  // mu_ held
+  static void report(Slot& slot);            // mu_ held
 
   std::size_t default_keep_;
   core::Duration default_timeout_;

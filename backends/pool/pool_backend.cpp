@@ -154,10 +154,13 @@ class ReturnQueue {
   std::vector<PoolConn*> items_;
 };
 
-void worker_main(DispatchQueue& in, ReturnQueue& out) {
+void worker_main(DispatchQueue& in, ReturnQueue& out, PoolStatus& status) {
   PollIo io;  // only its clock: a worker never waits for I/O
   while (PoolConn* c = in.pop()) {
+    status.queued.fetch_sub(1, std::memory_order_relaxed);
+    status.busy.fetch_add(1, std::memory_order_relaxed);
     c->done = pump_until_blocked(*c->core, c->st, io, &c->wait);
+    status.busy.fetch_sub(1, std::memory_order_relaxed);
     if (c->done) {
       pump_finish(c->st);
       c->core.reset();
@@ -179,8 +182,8 @@ std::uint32_t epoll_events(short poll_events) {
 
 class Reactor {
  public:
-  Reactor(const core::Config& config, core::Listener& listener, int drain_fd)
-      : config_(config), listener_(listener), drain_fd_(drain_fd), pool_(config) {}
+  Reactor(const core::Config& config, core::Listener& listener, int drain_fd, PoolStatus& status)
+      : config_(config), listener_(listener), drain_fd_(drain_fd), status_(status), pool_(config) {}
 
   int run();
 
@@ -199,6 +202,7 @@ class Reactor {
   const core::Config& config_;
   core::Listener& listener_;
   int drain_fd_;
+  PoolStatus& status_;
   int ep_ = -1;
   int wake_fd_ = -1;
   core::Context base_;
@@ -251,6 +255,7 @@ void Reactor::dispatch(PoolConn* c) {
     ctl(EPOLL_CTL_DEL, c->upstream_in_epoll, 0, 0);
     c->upstream_in_epoll = -1;
   }
+  status_.queued.fetch_add(1, std::memory_order_relaxed);  // a worker's pop() takes it off
   if (!overflow_.empty() || !queue_->try_push(c)) {
     overflow_.push_back(c);
   }
@@ -405,8 +410,9 @@ int Reactor::run() {
   std::vector<std::thread> workers;
   workers.reserve(static_cast<std::size_t>(threads));
   for (int i = 0; i < threads; ++i) {
-    workers.emplace_back(worker_main, std::ref(*queue_), std::ref(*returns_));
+    workers.emplace_back(worker_main, std::ref(*queue_), std::ref(*returns_), std::ref(status_));
   }
+  status_.threads.store(threads, std::memory_order_relaxed);
   core::log_debug("pool backend: %d worker threads, queue of %d", threads,
                   threads * kQueuePerThread);
 
@@ -417,6 +423,7 @@ int Reactor::run() {
   int status = 0;
   for (;;) {
     core::TimePoint now = core::Clock::now();
+    status_.connections.store(static_cast<int>(conns_.size()), std::memory_order_relaxed);
     update_listener(now);
     if (draining_ && conns_.empty()) {
       break;
@@ -533,8 +540,17 @@ int default_pool_threads() {
 }
 
 int PoolBackend::run(const core::Config& config, core::Listener& listener, int drain_fd) {
-  Reactor reactor(config, listener, drain_fd);
+  Reactor reactor(config, listener, drain_fd, status_);
   return reactor.run();
+}
+
+std::string PoolBackend::status_json() const {
+  auto get = [](const std::atomic<int>& v) {
+    return std::to_string(v.load(std::memory_order_relaxed));
+  };
+  return "{\"worker_threads\":" + get(status_.threads) + ",\"workers_busy\":" + get(status_.busy) +
+         ",\"queue_length\":" + get(status_.queued) +
+         ",\"connections_held\":" + get(status_.connections) + "}";
 }
 
 std::unique_ptr<core::Backend> make_pool_backend() {

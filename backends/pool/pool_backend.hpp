@@ -3,15 +3,31 @@
 // threads (half-sync/half-async: Apache's event MPM, Java's ThreadPoolExecutor behind a selector).
 #pragma once
 
+#include <atomic>
+#include <string>
+
 #include <memory>
 
 #include "server/backend.hpp"
 
 namespace gearbox::backends {
 
+// What the pool is doing, written by the reactor and the workers, read by status_json().
+struct PoolStatus {
+  std::atomic<int> threads{0};      // worker threads
+  std::atomic<int> busy{0};         // workers running a connection now
+  std::atomic<int> queued{0};       // ready connections waiting for a worker
+  std::atomic<int> connections{0};  // connections the reactor holds (waiting or queued or busy)
+};
+
 class PoolBackend final : public core::Backend {
  public:
   int run(const core::Config& config, core::Listener& listener, int drain_fd) override;
+  // The pool's worker threads, how many are busy, and the queue of ready connections.
+  std::string status_json() const override;
+
+ private:
+  PoolStatus status_;
 };
 
 std::unique_ptr<core::Backend> make_pool_backend();

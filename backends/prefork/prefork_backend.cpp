@@ -262,8 +262,9 @@ struct Worker {
 
 class Master {
  public:
-  Master(const core::Config& config, core::Listener& listener, int drain_fd)
-      : config_(config), listener_(listener), drain_fd_(drain_fd) {
+  Master(const core::Config& config, core::Listener& listener, int drain_fd,
+         PreforkBackend& backend)
+      : config_(config), listener_(listener), drain_fd_(drain_fd), backend_(backend) {
     // A worker serves one connection at a time: --max-connections caps the workers too.
     max_workers_ =
         std::max(std::min(config.workers > 0 ? config.workers : 256, config.max_connections), 1);
@@ -271,11 +272,14 @@ class Master {
     max_spare_ = std::max(config.max_spare, min_spare_);
   }
 
+  ~Master() { backend_.publish(nullptr); }
+
   int run() {
     if (!scoreboard_.create(static_cast<std::size_t>(max_workers_))) {
       core::log_error("prefork: scoreboard mmap: %s", std::strerror(errno));
       return 1;
     }
+    backend_.publish(&scoreboard_);
     if (config_.mode == core::Mode::kProxy) {
       // Built once here and copied into every worker by fork(): each worker then balances
       // with its own copy, as processes share nothing but the scoreboard.
@@ -496,6 +500,7 @@ class Master {
   int fast_deaths_ = 0;
   bool draining_ = false;
   core::TimePoint hold_until_{};
+  PreforkBackend& backend_;
   Scoreboard scoreboard_;
   std::unique_ptr<core::Upstreams> upstreams_;
   std::vector<Worker> workers_;
@@ -505,8 +510,43 @@ class Master {
 
 int PreforkBackend::run(const core::Config& config, core::Listener& listener, int drain_fd) {
   ::fcntl(listener.fd, F_SETFL, ::fcntl(listener.fd, F_GETFL) | O_NONBLOCK);
-  Master master(config, listener, drain_fd);
+  Master master(config, listener, drain_fd, *this);
   return master.run();
+}
+
+void PreforkBackend::publish(const Scoreboard* board) {
+  std::lock_guard lock(board_mu_);
+  board_ = board;
+}
+
+std::string PreforkBackend::status_json() const {
+  std::lock_guard lock(board_mu_);
+  if (board_ == nullptr) {
+    return "{}";
+  }
+  std::string workers;
+  int busy = 0;
+  int idle = 0;
+  for (std::size_t i = 0; i < board_->size(); ++i) {
+    const ScoreSlot& slot = board_->slot(i);
+    WorkerState state = slot.state.load(std::memory_order_relaxed);
+    pid_t pid = slot.pid.load(std::memory_order_relaxed);
+    if (state == WorkerState::kFree || pid <= 0) {
+      continue;
+    }
+    if (state == WorkerState::kIdle || state == WorkerState::kStarting) {
+      ++idle;
+    } else {
+      ++busy;
+    }
+    workers += workers.empty() ? "" : ",";
+    workers += "{\"slot\":" + std::to_string(i) + ",\"pid\":" + std::to_string(pid) +
+               ",\"state\":\"" + worker_state_name(state) +
+               "\",\"connections\":" + std::to_string(slot.connections.load()) +
+               ",\"requests\":" + std::to_string(slot.requests.load()) + "}";
+  }
+  return "{\"workers_busy\":" + std::to_string(busy) + ",\"workers_idle\":" + std::to_string(idle) +
+         ",\"workers_max\":" + std::to_string(board_->size()) + ",\"workers\":[" + workers + "]}";
 }
 
 std::unique_ptr<core::Backend> make_prefork_backend() {

@@ -2,6 +2,11 @@
 // connection at a time with the blocking pump (Apache's prefork MPM, Python's multiprocessing).
 #pragma once
 
+#include <mutex>
+#include <string>
+
+#include "backends/prefork/scoreboard.hpp"
+
 #include <memory>
 
 #include "server/backend.hpp"
@@ -16,6 +21,16 @@ namespace gearbox::backends {
 class PreforkBackend final : public core::Backend {
  public:
   int run(const core::Config& config, core::Listener& listener, int drain_fd) override;
+  // Every worker slot of the scoreboard: pid, state (idle, reading, writing, proxying), and the
+  // connections and requests it served (Apache's mod_status).
+  std::string status_json() const override;
+
+  // The master's scoreboard while run() serves (null otherwise); under board_mu_.
+  void publish(const Scoreboard* board);
+
+ private:
+  mutable std::mutex board_mu_;
+  const Scoreboard* board_ = nullptr;
 };
 
 std::unique_ptr<core::Backend> make_prefork_backend();

@@ -41,6 +41,7 @@ class Scoreboard {
 
   std::size_t size() const { return size_; }
   ScoreSlot& slot(std::size_t i) { return slots_[i]; }
+  const ScoreSlot& slot(std::size_t i) const { return slots_[i]; }
   // Index of a kFree slot, or -1 when every slot is taken.
   int find_free() const;
 

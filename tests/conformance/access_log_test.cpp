@@ -134,7 +134,8 @@ TEST_P(AccessLogTest, JsonLinesCarryTheSameFields) {
   }
   // A real JSON parser agrees (Debian's python3 is there wherever the tests run).
   std::string check =
-      "python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' " + path_ + " 2>&1";
+      "/usr/bin/python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' " + path_ +
+      " 2>&1";
   EXPECT_EQ(std::system(check.c_str()), 0);
 }
 

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -562,6 +563,20 @@ int ServerProcess::stop(Millis timeout) {
   }
   reap_and_join();
   return *status_;
+}
+
+int admin_port(const ServerProcess& server, Millis timeout) {
+  constexpr std::string_view kNeedle = "admin endpoint on 127.0.0.1:";
+  if (!server.wait_for_log(kNeedle, timeout)) {
+    return 0;
+  }
+  for (const std::string& line : server.log_lines()) {
+    std::size_t at = line.find(kNeedle);
+    if (at != std::string::npos) {
+      return std::atoi(line.c_str() + at + kNeedle.size());
+    }
+  }
+  return 0;
 }
 
 }  // namespace gearbox::test

@@ -41,6 +41,11 @@ void raise_fd_limit(unsigned long want);
 // The number of a /proc/<pid>/status field ("Threads:", "VmRSS:" in KiB); -1 when unreadable.
 long proc_status(pid_t pid, std::string_view field);
 
+// The port of `gearbox: info: admin endpoint on 127.0.0.1:PORT ...` in the server's log, waiting
+// up to `timeout` for the line; 0 when it does not come.
+class ServerProcess;
+int admin_port(const ServerProcess& server, Millis timeout = Millis{5'000});
+
 // True for a log line at level error or worse (`gearbox: error: ...`, crit, alert, emerg, fatal)
 // and for sanitizer reports; these must be allowed explicitly by a test.
 bool is_error_line(std::string_view line);
