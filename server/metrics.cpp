@@ -209,8 +209,8 @@ std::string render(const Arena& a, const Config& config, std::string_view backen
   for (std::size_t m = 0; m < std::size(requests); ++m) {
     for (std::size_t c = 0; c < 5; ++c) {
       sample(out, "gearbox_http_requests_total",
-             std::string("method=\"") + kMethodNames[m] + "\",code=\"" +
-                 std::to_string(c + 1) + "xx\"",
+             std::string("method=\"") + kMethodNames[m] + "\",code=\"" + std::to_string(c + 1) +
+                 "xx\"",
              static_cast<double>(requests[m][c]));
     }
   }

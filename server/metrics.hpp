@@ -41,9 +41,9 @@ struct Histogram {
 
 struct UpstreamServerCounters {
   Counter requests;
-  Counter failures;  // connect failures, resets and timeouts before a response head
-  Counter retries;   // requests sent on to the next server after this one failed
-  Gauge idle;        // pooled keep-alive connections held
+  Counter failures;        // connect failures, resets and timeouts before a response head
+  Counter retries;         // requests sent on to the next server after this one failed
+  Gauge idle;              // pooled keep-alive connections held
   Histogram head_latency;  // request sent to response head received
 };
 

@@ -304,7 +304,9 @@ void AdminServer::serve(int fd) {
     }
   }
   if (error_status != 0) {
-    send_all(fd, response(error_status, "text/plain", std::string(http::reason_phrase(error_status)) + "\n", false),
+    send_all(fd,
+             response(error_status, "text/plain",
+                      std::string(http::reason_phrase(error_status)) + "\n", false),
              deadline);
     return;
   }
@@ -380,7 +382,8 @@ std::string AdminServer::status_json() {
   out += ",\"os_threads\":" + std::to_string(os_threads());
   out += ",\"model_state\":" + backend_.status_json();
   out += ",\"upstreams\":[";
-  auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+  auto now_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
   bool first = true;
   for (std::size_t g = 0; g < config_.groups.size() && config_.mode == core::Mode::kProxy; ++g) {
     for (std::size_t s = 0; s < config_.groups[g].servers.size(); ++s) {

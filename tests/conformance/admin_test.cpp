@@ -35,7 +35,8 @@ class AdminTest : public ConformanceTest {
   }
 
   std::string admin_get(const std::string& path) {
-    HttpResponse r = ::gearbox::test::exchange(admin_port_, "GET " + path + " HTTP/1.1\r\nHost: admin\r\n\r\n");
+    HttpResponse r =
+        ::gearbox::test::exchange(admin_port_, "GET " + path + " HTTP/1.1\r\nHost: admin\r\n\r\n");
     EXPECT_TRUE(r.ok()) << r.error;
     EXPECT_EQ(r.status, 200) << r.raw_head;
     return r.body;
@@ -96,8 +97,9 @@ TEST_P(AdminTest, MetricsCountRequestsByMethodStatusAndErrorKind) {
   EXPECT_GT(sample(text, "gearbox_http_sent_bytes_total"), 100);
   EXPECT_EQ(sample(text, "gearbox_connections_open"), 1) << "curl keeps its connection open";
   EXPECT_EQ(sample(text, "gearbox_connections_idle"), 1);
-  EXPECT_NE(text.find("gearbox_info{version=\"" GEARBOX_VERSION "\",backend=\"" + GetParam() + "\""),
-            std::string::npos);
+  EXPECT_NE(
+      text.find("gearbox_info{version=\"" GEARBOX_VERSION "\",backend=\"" + GetParam() + "\""),
+      std::string::npos);
 
   // The official client library's parser accepts every line.
   std::string file = "/tmp/gearbox-metrics-" + std::to_string(::getpid()) + ".txt";
@@ -132,9 +134,11 @@ TEST_P(AdminTest, StatusJsonAgreesWithMetricsAndNamesTheModel) {
     EXPECT_GE(json_number(json, "worker_threads"), 1) << json;
     EXPECT_EQ(json_number(json, "connections_held"), 1) << json;
   }
-  HttpResponse page = ::gearbox::test::exchange(admin_port_, "GET /status HTTP/1.1\r\nHost: admin\r\n\r\n");
+  HttpResponse page =
+      ::gearbox::test::exchange(admin_port_, "GET /status HTTP/1.1\r\nHost: admin\r\n\r\n");
   EXPECT_EQ(page.header("Content-Type"), "text/html; charset=utf-8");
-  HttpResponse post = ::gearbox::test::exchange(admin_port_, "POST /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+  HttpResponse post = ::gearbox::test::exchange(
+      admin_port_, "POST /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
   EXPECT_EQ(post.status, 405);
   EXPECT_EQ(post.header("Allow"), "GET, HEAD");
 }
@@ -159,7 +163,8 @@ TEST_P(AdminTest, StatusPageRendersAndUpdatesInAHeadlessBrowserUnderLoad) {
   std::string dom_file = "/tmp/gearbox-status-dom-" + std::to_string(::getpid()) + ".html";
   std::string command =
       "chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage "
-      "--user-data-dir=/tmp/gearbox-chromium-" + std::to_string(::getpid()) +
+      "--user-data-dir=/tmp/gearbox-chromium-" +
+      std::to_string(::getpid()) +
       " --virtual-time-budget=3500 --dump-dom http://127.0.0.1:" + std::to_string(admin_port_) +
       "/status > " + dom_file + " 2>/dev/null";
   int rc = std::system(command.c_str());

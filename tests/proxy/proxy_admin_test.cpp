@@ -31,8 +31,8 @@ TEST_P(ProxyAdminTest, UpstreamCountersHealthAndPooledConnections) {
   for (int i = 0; i < 6; ++i) {
     EXPECT_EQ(curl.get(url("/health")).status, 200);  // the dead one fails over to the live one
   }
-  const std::string live = "upstream=\"default\",server=\"127.0.0.1:" +
-                           std::to_string(echo_a_.port()) + "\"";
+  const std::string live =
+      "upstream=\"default\",server=\"127.0.0.1:" + std::to_string(echo_a_.port()) + "\"";
   const std::string down = "upstream=\"default\",server=\"127.0.0.1:" + std::to_string(dead) + "\"";
   std::string text;
   auto until = std::chrono::steady_clock::now() + 3s;

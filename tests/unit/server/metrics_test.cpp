@@ -17,8 +17,8 @@ using std::chrono::milliseconds;
 
 TEST(Metrics, HistogramBucketsAreCumulativeAndSumAcrossShards) {
   auto arena = std::make_unique<Arena>();
-  arena->shards[0].duration.observe(microseconds(100));  // <= 0.0005
-  arena->shards[1].duration.observe(milliseconds(3));    // <= 0.005
+  arena->shards[0].duration.observe(microseconds(100));         // <= 0.0005
+  arena->shards[1].duration.observe(milliseconds(3));           // <= 0.005
   arena->shards[1].duration.observe(std::chrono::seconds(20));  // +Inf
   arena->shards[2].requests[static_cast<int>(MethodClass::kGet)][1].store(7);
   arena->shards[3].requests[static_cast<int>(MethodClass::kGet)][1].store(5);
