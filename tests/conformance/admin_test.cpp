@@ -86,7 +86,9 @@ TEST_P(AdminTest, MetricsCountRequestsByMethodStatusAndErrorKind) {
   EXPECT_EQ(curl.request("POST", url("/echo"), "hello").status, 200);
   EXPECT_EQ(::gearbox::test::exchange(port(), "BROKEN\r\n\r\n").status, 400);
   std::string text = admin_get_when("/metrics", [](const std::string& t) {
-    return sample(t, "gearbox_http_request_duration_seconds_count") == 5;
+    // ... and the refused connection is gone (its close may trail its response).
+    return sample(t, "gearbox_http_request_duration_seconds_count") == 5 &&
+           sample(t, "gearbox_connections_open") == 1;
   });
   EXPECT_EQ(sample(text, "gearbox_http_requests_total{method=\"GET\",code=\"2xx\"}"), 3) << text;
   EXPECT_EQ(sample(text, "gearbox_http_requests_total{method=\"POST\",code=\"2xx\"}"), 1);
