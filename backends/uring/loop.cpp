@@ -14,6 +14,7 @@
 
 #include "backends/common/socket.hpp"
 #include "backends/uring/ring_pump.hpp"
+#include "backends/uring/uring_backend.hpp"
 #include "server/log.hpp"
 
 namespace gearbox::backends::uring {
@@ -272,6 +273,12 @@ int Loop::run(int log_loops) {
       wake = std::min(wake, accept_paused_until_);
     }
     ring_.submit_and_wait(wake);
+    if (stats_ != nullptr) {
+      stats_->turns.fetch_add(1, std::memory_order_relaxed);
+      stats_->in_flight.store(static_cast<std::int64_t>(ring_.outstanding()),
+                              std::memory_order_relaxed);
+      stats_->connections.store(static_cast<std::int64_t>(live_), std::memory_order_relaxed);
+    }
     const core::TimePoint now = core::Clock::now();
     while (DeadlineEntry* e = deadlines_.pop_due(now)) {
       static_cast<RingPump*>(e)->notify();

@@ -22,6 +22,8 @@
 
 namespace gearbox::backends::uring {
 
+struct LoopStats;  // uring_backend.hpp
+
 class RingPump;
 
 class Loop {
@@ -38,6 +40,9 @@ class Loop {
   // returns the exit status. `log_loops` > 0: write the start-up line naming the ring features
   // in use and that many loops.
   int run(int log_loops);
+  // Where this loop publishes its turns, operations in flight and connections after every turn
+  // (the admin /status page); null = nowhere. Set before run().
+  void publish_to(LoopStats* stats) { stats_ = stats; }
   // Before run(): use none of the optional ring features (tests of the fallback paths).
   void use_basic_ring() { basic_ring_ = true; }
 
@@ -87,6 +92,7 @@ class Loop {
 
   RingPump* conns_ = nullptr;  // intrusive list of live connections (for drain)
   std::size_t live_ = 0;
+  LoopStats* stats_ = nullptr;
   std::coroutine_handle<> capacity_waiter_;
   Resolver* accept_op_ = nullptr;  // the accept (or accept back-off) in flight
 

@@ -62,8 +62,11 @@ int UringBackend::run(const core::Config& config, core::Listener& listener, int 
   }
   const int share = std::max(1, config.max_connections / workers);
   std::vector<int> status(static_cast<std::size_t>(workers), 0);
+  stats_ = std::make_unique<uring::LoopStats[]>(static_cast<std::size_t>(workers));
+  loops_.store(workers, std::memory_order_release);
   auto serve = [&](int i) {
     uring::Loop loop(config, upstreams.get(), fds[static_cast<std::size_t>(i)], drain_fd, share);
+    loop.publish_to(&stats_[static_cast<std::size_t>(i)]);
     status[static_cast<std::size_t>(i)] = loop.run(i == 0 ? workers : 0);
   };
   std::vector<std::thread> threads;
@@ -78,6 +81,31 @@ int UringBackend::run(const core::Config& config, core::Listener& listener, int 
     health->stop();
   }
   return *std::max_element(status.begin(), status.end());
+}
+
+std::string UringBackend::status_json() const {
+  const int loops = loops_.load(std::memory_order_acquire);
+  std::lock_guard lock(rate_mu_);
+  auto now = std::chrono::steady_clock::now();
+  double elapsed = std::chrono::duration<double>(now - last_at_).count();
+  last_turns_.resize(static_cast<std::size_t>(loops), 0);
+  std::string out = "{\"loops\":[";
+  for (int i = 0; i < loops; ++i) {
+    const uring::LoopStats& s = stats_[static_cast<std::size_t>(i)];
+    std::uint64_t turns = s.turns.load(std::memory_order_relaxed);
+    double rate =
+        last_at_ == std::chrono::steady_clock::time_point{} || elapsed <= 0
+            ? 0
+            : static_cast<double>(turns - last_turns_[static_cast<std::size_t>(i)]) / elapsed;
+    last_turns_[static_cast<std::size_t>(i)] = turns;
+    out += i == 0 ? "" : ",";
+    out += "{\"loop\":" + std::to_string(i) + ",\"turns\":" + std::to_string(turns) +
+           ",\"turns_per_second\":" + std::to_string(static_cast<long long>(rate)) +
+           ",\"operations_in_flight\":" + std::to_string(s.in_flight.load()) +
+           ",\"connections\":" + std::to_string(s.connections.load()) + "}";
+  }
+  last_at_ = now;
+  return out + "]}";
 }
 
 std::unique_ptr<core::Backend> make_uring_backend() {

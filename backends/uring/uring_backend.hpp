@@ -3,16 +3,41 @@
 // listener, sharing nothing but the configuration and the proxy's balancer.
 #pragma once
 
+#include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "server/backend.hpp"
 
 namespace gearbox::backends {
+namespace uring {
+
+// What one loop publishes after every turn, for the admin endpoint.
+struct LoopStats {
+  std::atomic<std::uint64_t> turns{0};
+  std::atomic<std::int64_t> in_flight{0};
+  std::atomic<std::int64_t> connections{0};
+};
+
+}  // namespace uring
 
 class UringBackend final : public core::Backend {
  public:
   int run(const core::Config& config, core::Listener& listener, int drain_fd) override;
+  // Per loop: turns so far and per second since the last call, ring operations in flight, and
+  // connections served.
+  std::string status_json() const override;
+
+ private:
+  std::unique_ptr<uring::LoopStats[]> stats_;  // one per loop, made before the loops start
+  std::atomic<int> loops_{0};
+  mutable std::mutex rate_mu_;
+  mutable std::vector<std::uint64_t> last_turns_;
+  mutable std::chrono::steady_clock::time_point last_at_{};
 };
 
 std::unique_ptr<core::Backend> make_uring_backend();

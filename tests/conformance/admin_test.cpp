@@ -132,6 +132,9 @@ TEST_P(AdminTest, StatusJsonAgreesWithMetricsAndNamesTheModel) {
   if (GetParam() == "prefork") {
     EXPECT_NE(json.find("\"state\":\"idle\""), std::string::npos) << json;
     EXPECT_GE(json_number(json, "workers_idle"), 1) << json;
+  } else if (GetParam() == "uring") {
+    EXPECT_GT(json_number(json, "turns"), 0) << json;
+    EXPECT_EQ(json_number(json, "connections"), 1) << json;
   } else if (GetParam() == "pool") {
     EXPECT_GE(json_number(json, "worker_threads"), 1) << json;
     EXPECT_EQ(json_number(json, "connections_held"), 1) << json;
