@@ -56,14 +56,16 @@ thread_local int tls_thread = 0;
 // Everything the threads and fibers share. Freed by run() once every thread was joined; after a
 // drain timeout it is leaked on purpose (fibers still run and point into it; the process exits).
 struct Shared {
-  Shared(const core::Config& c, int drain_fd, int n)
+  Shared(const core::Config& c, int drain_fd, int n, FiberStats& st)
       : config(c),
+        stats(st),
         threads(n),
         np(drain_fd),
         stacks(c.fiber_stack, kStacksKeptPerThread * static_cast<std::size_t>(n)),
         pool(c) {}
 
   const core::Config& config;
+  FiberStats& stats;
   const int threads;
   Netpoller np;
   StackPool stacks;
@@ -105,23 +107,29 @@ void leave(Shared& s) {
 
 // One connection, start to end: "go handle(conn)".
 void serve(Shared& s, const Accepted& a) {
+  s.stats.fibers.fetch_add(1, std::memory_order_relaxed);
   {
     core::Context ctx = s.base;
     core::Peer peer{address_text(a.peer), &a.peer};
     core::Connection conn(ctx, std::move(peer), core::Clock::now());
     fiber::Waiter* w = s.np.make_waiter();
-    FiberIo io(s.np, w);
+    FiberIo io(s.np, w, &s.stats.parked);
     pump(conn, io, PumpSetup{a.fd, s.np.drain_fd(), &ctx, &s.pool});
     s.np.free_waiter(w);
   }
+  s.stats.fibers.fetch_sub(1, std::memory_order_relaxed);
   leave(s);
 }
 
 // Thread i's launcher: starts a fiber for each connection its channel brings, on this thread
 // (the shared ready queue spreads them further); ends when the acceptor closes the channel.
-void launch_connections(Shared& s, Channel& ch) {
+void launch_connections(Shared& s, Channel& ch, int index) {
   Accepted a;
   while (ch.pop(a) == boost::fibers::channel_op_status::success) {
+    if (index < FiberStats::kMaxThreads) {
+      s.stats.channel_depth[index].fetch_sub(1, std::memory_order_relaxed);
+      s.stats.launched[index].fetch_add(1, std::memory_order_relaxed);
+    }
     boost::fibers::fiber(std::allocator_arg, stack_of(s), [&s, a] { serve(s, a); }).detach();
   }
 }
@@ -153,6 +161,9 @@ void accept_connections(Shared& s, core::Listener& listener) {
     if (a.fd >= 0) {
       warned = false;
       s.live.fetch_add(1);
+      if (tls_thread < FiberStats::kMaxThreads) {
+        s.stats.channel_depth[tls_thread].fetch_add(1, std::memory_order_relaxed);
+      }
       if (s.conns[tls_thread]->push(a) != boost::fibers::channel_op_status::success) {
         close_abort(a.fd);  // only this fiber closes the channels, so this never happens
         leave(s);
@@ -199,8 +210,8 @@ void scheduler_thread(Shared& s, int index, core::Listener* listener) {
   boost::fibers::use_scheduling_algorithm<
       fiber::NetpollScheduler<boost::fibers::algo::shared_work>>(s.np, true);
   Channel& ch = *s.conns[index];
-  boost::fibers::fiber(std::allocator_arg, stack_of(s), [&s, &ch] {
-    launch_connections(s, ch);
+  boost::fibers::fiber(std::allocator_arg, stack_of(s), [&s, &ch, index] {
+    launch_connections(s, ch, index);
   }).detach();
   if (listener != nullptr) {
     boost::fibers::fiber(std::allocator_arg, stack_of(s), [&s, listener] {
@@ -215,7 +226,8 @@ void scheduler_thread(Shared& s, int index, core::Listener* listener) {
 
 int FiberBackend::run(const core::Config& config, core::Listener& listener, int drain_fd) {
   int threads = config.threads > 0 ? config.threads : usable_cpus();
-  auto s = std::make_unique<Shared>(config, drain_fd, threads);
+  auto s = std::make_unique<Shared>(config, drain_fd, threads, stats_);
+  stats_.threads.store(threads, std::memory_order_relaxed);
   s->base.config = &config;
   if (config.mode == core::Mode::kProxy) {
     try {
@@ -269,6 +281,24 @@ int FiberBackend::run(const core::Config& config, core::Listener& listener, int 
   }
   s->np.free_waiter(s->acceptor);
   return 0;
+}
+
+std::string FiberBackend::status_json() const {
+  const int threads = stats_.threads.load(std::memory_order_relaxed);
+  const int fibers = stats_.fibers.load(std::memory_order_relaxed);
+  const int parked = stats_.parked.load(std::memory_order_relaxed);
+  std::string out = "{\"connection_fibers\":" + std::to_string(fibers) +
+                    ",\"parked_on_netpoller\":" + std::to_string(parked) +
+                    ",\"ready_or_running\":" + std::to_string(std::max(fibers - parked, 0)) +
+                    ",\"scheduler_threads\":[";
+  for (int i = 0; i < threads && i < FiberStats::kMaxThreads; ++i) {
+    out += i == 0 ? "" : ",";
+    out += "{\"thread\":" + std::to_string(i) + ",\"accept_channel_depth\":" +
+           std::to_string(stats_.channel_depth[i].load(std::memory_order_relaxed)) +
+           ",\"fibers_launched\":" +
+           std::to_string(stats_.launched[i].load(std::memory_order_relaxed)) + "}";
+  }
+  return out + "]}";
 }
 
 std::unique_ptr<core::Backend> make_fiber_backend() {

@@ -4,6 +4,7 @@
 
 #include <poll.h>
 
+#include <atomic>
 #include <boost/fiber/operations.hpp>
 #include <cerrno>
 #include <chrono>
@@ -16,7 +17,9 @@ namespace gearbox::backends::fiber {
 class FiberIo {
  public:
   // `waiter` is this fiber's, for its whole life.
-  FiberIo(Netpoller& np, Waiter* waiter) : np_(&np), waiter_(waiter) {}
+  // `parked`, when not null, counts the fibers parked in wait() (the admin /status page).
+  FiberIo(Netpoller& np, Waiter* waiter, std::atomic<int>* parked = nullptr)
+      : np_(&np), waiter_(waiter), parked_(parked) {}
 
   // Called once per pump pass: also the fiber's preemption point. A connection that keeps
   // progressing (a long pipeline into roomy socket buffers) never waits, so after a time slice
@@ -52,7 +55,13 @@ class FiberIo {
         return -1;
       }
     }
+    if (parked_ != nullptr) {
+      parked_->fetch_add(1, std::memory_order_relaxed);
+    }
     WaitResult r = np_->wait(waiter_, spec);
+    if (parked_ != nullptr) {
+      parked_->fetch_sub(1, std::memory_order_relaxed);
+    }
     slice_start_ = core::Clock::now();
     int ready = 0;
     for (nfds_t i = 0; i < n; ++i) {
@@ -71,6 +80,7 @@ class FiberIo {
 
   Netpoller* np_;
   Waiter* waiter_;
+  std::atomic<int>* parked_;
   core::TimePoint slice_start_ = core::Clock::now();
 };
 

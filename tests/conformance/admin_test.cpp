@@ -132,6 +132,10 @@ TEST_P(AdminTest, StatusJsonAgreesWithMetricsAndNamesTheModel) {
   if (GetParam() == "prefork") {
     EXPECT_NE(json.find("\"state\":\"idle\""), std::string::npos) << json;
     EXPECT_GE(json_number(json, "workers_idle"), 1) << json;
+  } else if (GetParam() == "fiber") {
+    EXPECT_EQ(json_number(json, "connection_fibers"), 1) << json;
+    EXPECT_EQ(json_number(json, "parked_on_netpoller"), 1) << json;
+    EXPECT_NE(json.find("\"fibers_launched\":"), std::string::npos) << json;
   } else if (GetParam() == "uring") {
     EXPECT_GT(json_number(json, "turns"), 0) << json;
     EXPECT_EQ(json_number(json, "connections"), 1) << json;
