@@ -24,8 +24,7 @@ namespace {
 
 std::atomic<int> g_fd{STDERR_FILENO};
 
-void write_all(const char* data, std::size_t size) {
-  int fd = g_fd.load(std::memory_order_relaxed);
+void write_fd(int fd, const char* data, std::size_t size) {
   while (size > 0) {
     ssize_t n = ::write(fd, data, size);
     if (n < 0 && errno == EINTR) {
@@ -37,6 +36,10 @@ void write_all(const char* data, std::size_t size) {
     data += n;
     size -= static_cast<std::size_t>(n);
   }
+}
+
+void write_all(const char* data, std::size_t size) {
+  write_fd(g_fd.load(std::memory_order_relaxed), data, size);
 }
 
 // Emits "gearbox: " + tag + message + "\n", newlines in message flattened to spaces.
@@ -197,20 +200,6 @@ struct Sink {
 };
 
 Sink* g_sink = nullptr;
-
-void write_fd(int fd, const char* data, std::size_t size) {
-  while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      return;
-    }
-    data += n;
-    size -= static_cast<std::size_t>(n);
-  }
-}
 
 void flush_shard(Shard& shard, std::string& spare) {
   {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tests/conformance/conformance.hpp"
+#include "tests/support/files.hpp"
 
 namespace gearbox::test {
 namespace {
@@ -23,40 +24,17 @@ using namespace std::chrono_literals;
 class AccessLogTest : public ConformanceTest {
  protected:
   void SetUp() override {
-    char dir[] = "/tmp/gearbox-access-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    dir_ = dir;
-    path_ = dir_ + "/access.log";
-  }
-  void TearDown() override {
-    ConformanceTest::TearDown();
-    std::filesystem::remove_all(dir_);
+    ASSERT_FALSE(dir_.path().empty());
+    path_ = dir_.path() + "/access.log";
   }
 
-  static std::vector<std::string> lines_of(const std::string& path) {
-    std::ifstream in(path);
-    std::vector<std::string> lines;
-    for (std::string line; std::getline(in, line);) {
-      lines.push_back(line);
-    }
-    return lines;
+  static std::vector<std::string> lines_of(const std::string& path) { return file_lines(path); }
+  static std::vector<std::string> wait_lines(const std::string& path, std::size_t n,
+                                             Millis timeout = 3s) {
+    return wait_for_lines(path, n, timeout);
   }
 
-  // Waits until the file holds at least `n` lines (the flusher writes at least once a second).
-  std::vector<std::string> wait_lines(const std::string& path, std::size_t n, Millis timeout = 3s) {
-    auto until = std::chrono::steady_clock::now() + timeout;
-    std::vector<std::string> lines;
-    while (std::chrono::steady_clock::now() < until) {
-      lines = lines_of(path);
-      if (lines.size() >= n) {
-        break;
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    return lines;
-  }
-
-  std::string dir_;
+  TempDir dir_;
   std::string path_;
 };
 
@@ -174,8 +152,9 @@ TEST_P(AccessLogTest, SigUsr1ReopensTheFileForLogrotate) {
 }
 
 TEST_P(AccessLogTest, AnUnopenableFileIsAConfigurationError) {
-  ProcessResult r = run_process({gearbox_binary(), "--backend", GetParam(), "--listen",
-                                 "127.0.0.1:0", "--access-log", dir_ + "/missing/dir/access.log"});
+  ProcessResult r =
+      run_process({gearbox_binary(), "--backend", GetParam(), "--listen", "127.0.0.1:0",
+                   "--access-log", dir_.path() + "/missing/dir/access.log"});
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err_text().find("--access-log: cannot open"), std::string::npos) << r.err_text();
 }

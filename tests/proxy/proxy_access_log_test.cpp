@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "tests/proxy/proxy_fixture.hpp"
+#include "tests/support/files.hpp"
 
 namespace gearbox::test {
 namespace {
@@ -19,40 +20,16 @@ using namespace std::chrono_literals;
 
 class ProxyAccessLogTest : public ProxyTest {
  protected:
-  void SetUp() override {
-    char dir[] = "/tmp/gearbox-proxy-access-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    dir_ = dir;
-  }
-  void TearDown() override {
-    ProxyTest::TearDown();
-    std::filesystem::remove_all(dir_);
-  }
+  std::vector<std::string> wait_lines(std::size_t n) { return wait_for_lines(log_path(), n, 3s); }
+  std::string log_path() const { return dir_.path() + "/access.log"; }
 
-  std::vector<std::string> wait_lines(std::size_t n) {
-    std::vector<std::string> lines;
-    auto until = std::chrono::steady_clock::now() + 3s;
-    while (std::chrono::steady_clock::now() < until) {
-      lines.clear();
-      std::ifstream in(dir_ + "/access.log");
-      for (std::string line; std::getline(in, line);) {
-        lines.push_back(line);
-      }
-      if (lines.size() >= n) {
-        break;
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    return lines;
-  }
-
-  std::string dir_;
+  TempDir dir_;
 };
 
 TEST_P(ProxyAccessLogTest, JsonLineNamesTheUpstreamAndItsTimings) {
   ASSERT_TRUE(start_echo_upstream(echo_a_));
-  ASSERT_TRUE(start_proxy({echo_a_.port()},
-                          {"--access-log", dir_ + "/access.log", "--access-log-format", "json"}));
+  ASSERT_TRUE(
+      start_proxy({echo_a_.port()}, {"--access-log", log_path(), "--access-log-format", "json"}));
   EXPECT_EQ(CurlClient().get(url("/plaintext")).status, 200);
   auto lines = wait_lines(1);
   ASSERT_EQ(lines.size(), 1u);
@@ -71,7 +48,7 @@ TEST_P(ProxyAccessLogTest, BadGatewayIsLoggedWithTheUpstreamTried) {
   // A port nobody listens on: connect refused, 502.
   int dead = closed_port();
   allow_error("127.0.0.1:" + std::to_string(dead));
-  ASSERT_TRUE(start_proxy({dead}, {"--access-log", dir_ + "/access.log"}));
+  ASSERT_TRUE(start_proxy({dead}, {"--access-log", log_path()}));
   EXPECT_EQ(CurlClient().get(url("/x")).status, 502);
   auto lines = wait_lines(1);
   ASSERT_EQ(lines.size(), 1u);
