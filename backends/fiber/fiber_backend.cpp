@@ -121,8 +121,9 @@ void serve(Shared& s, const Accepted& a) {
   leave(s);
 }
 
-// Thread i's launcher: starts a fiber for each connection its channel brings, on this thread
-// (the shared ready queue spreads them further); ends when the acceptor closes the channel.
+// Thread i's launcher (its main context): starts a fiber for each connection its channel brings,
+// on this thread (the shared ready queue spreads them further); ends when the acceptor closes
+// the channel.
 void launch_connections(Shared& s, Channel& ch, int index) {
   Accepted a;
   while (ch.pop(a) == boost::fibers::channel_op_status::success) {
@@ -209,15 +210,17 @@ void scheduler_thread(Shared& s, int index, core::Listener* listener) {
   // any ready fiber, and no special case for one thread (work_stealing would spin).
   boost::fibers::use_scheduling_algorithm<
       fiber::NetpollScheduler<boost::fibers::algo::shared_work>>(s.np, true);
-  Channel& ch = *s.conns[index];
-  boost::fibers::fiber(std::allocator_arg, stack_of(s), [&s, &ch, index] {
-    launch_connections(s, ch, index);
-  }).detach();
   if (listener != nullptr) {
     boost::fibers::fiber(std::allocator_arg, stack_of(s), [&s, listener] {
       accept_connections(s, *listener);
     }).detach();
   }
+  // The launcher runs on this thread's main context, which Boost.Fiber pins to the thread. A
+  // fiber blocked on a channel belongs to the thread it blocked on, and a push from another
+  // thread goes through that thread's remote queue: a launcher free to migrate could block on a
+  // thread that then runs a long /cpu, and new connections would wait for it. Pinned, it is
+  // woken only by the acceptor running on this same (idle) thread.
+  launch_connections(s, *s.conns[index], index);
   std::unique_lock lock(s.stop_mu);
   s.stop_cv.wait(lock, [&] { return s.stop; });
 }
