@@ -30,6 +30,13 @@ so for a thread or process per connection); gearbox gets --max-connections and -
 when its --help lists them. Connections beyond net.core.somaxconn (4096 here) wait for
 SYN retries, which shows as latency or timeouts of the slow acceptors.
 
+metrics: plaintext again, gearbox started with --admin-listen 127.0.0.1:<a free port> (when its
+--help lists it) and /metrics scraped by the runner once a second for the whole load window;
+the run is an error unless every scrape answered 200 with gearbox_http_requests_total, at least
+window - 1 s of them happened, and the counters counted every answer wrk got. The report puts
+its req/s per server core beside plaintext's, per backend. --smoke runs it on the first
+backend only.
+
 proxy: the upstream is nginx answering `return 200` (one worker, on the client CPU); a proxy
 run fails unless nginx's stub_status counted at least as many requests as wrk got answers.
 

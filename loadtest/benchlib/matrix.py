@@ -94,6 +94,9 @@ class Scenario:
     in_smoke: bool = True              # --smoke runs it (at its smoke size)
     once: bool = False                 # one run whatever --repeat (memory held; rate steps)
     smoke_peers: bool = False          # --smoke runs its peers here (each peer starts somewhere)
+    smoke_backends: int = 0            # --smoke runs only the first N gearbox backends (0: all)
+    scrape_metrics: bool = False       # gearbox gets --admin-listen on a free port (when --help
+                                       # lists it) and /metrics is scraped once a second
 
     def seconds(self, duration: float, smoke: bool, quick: bool = False) -> float:
         if smoke:
@@ -113,6 +116,7 @@ OPEN_RATES = (2000, 5000, 10000, 20000, 40000, 60000)
 # One line per scenario.
 SCENARIOS = (
     Scenario("plaintext", "GET", "/plaintext", 64, peers=("nginx", "go") + PY, smoke_peers=True, about="GET /plaintext, 64 keep-alive connections"),
+    Scenario("metrics", "GET", "/plaintext", 64, scrape_metrics=True, smoke_backends=1, about="GET /plaintext, 64 keep-alive connections, as plaintext, with gearbox counting its metrics (--admin-listen) and the runner scraping GET /metrics once a second: what the counters cost"),
     Scenario("echo-4k", "POST", "/echo", 64, body=4096, expect=ECHO, peers=("go", "py-thread", "py-asyncio", "py-uvloop"), smoke_peers=True, about="POST of a 4 KiB body echoed back, 64 connections"),
     Scenario("echo-256k", "POST", "/echo", 64, body=262144, expect=ECHO, peers=("go",), about="POST of a 256 KiB body echoed back, 64 connections"),
     Scenario("c10k", "GET", "/plaintext", 10000, smoke_connections=500, wrk_threads=4, min_duration=15, peers=("nginx", "go", "py-thread", "py-asyncio", "py-uvloop"), about="GET /plaintext over 10,000 keep-alive connections", server_flags=("--max-connections=20000", "--backlog=4096")),

@@ -362,6 +362,50 @@ EXPLAIN = {
 }
 
 
+def _measured(e: dict | None) -> float | None:
+    """A row's median req/s per server core over its correct runs; None when it has none."""
+    return med(e, "rps_per_core") if e and e["good_runs"] else None
+
+
+def metrics_cost(summary: dict) -> list[str]:
+    """Per gearbox backend: plaintext req/s per server core without metrics beside the same
+    load with metrics counted and scraped every second, and their ratio (medians, this run)."""
+    plain, scraped = rows_for(summary, "plaintext"), rows_for(summary, "metrics")
+    names = sorted({n for n, e in {**plain, **scraped}.items() if e["kind"] != "peer"},
+                   key=order_key)
+    out = ["### What the metrics cost", "",
+           "Requests per server core (correct answers per server CPU-second) for the same load, "
+           "GET /plaintext on 64 keep-alive connections: *without* is the plaintext scenario "
+           "(no `--admin-listen`, so gearbox counts nothing), *with* is this one (every "
+           "response counted, `/metrics` rendered and GET once a second by the runner; the "
+           "admin thread's CPU is the server's, so it is in the cost). Medians over each "
+           "side's correct runs in this run, interleaved; ratio = with ÷ without, so below 1× "
+           "is what counting and scraping cost. A gap inside the two sides' min–max spread is "
+           "noise of the shared machine, not a cost.", "",
+           "| backend | without metrics | with metrics scraped every second | ratio | "
+           "scrapes per run |", "|---|---|---|---|---|"]
+    if not names:
+        return out + ["| (no gearbox backend ran plaintext or metrics) | not measured | not "
+                      "measured | not measured | - |"]
+
+    def side(e: dict | None) -> str:
+        if _measured(e) is not None:
+            return fmt_range(e["rps_per_core"])
+        return "not measured" + (f" ({', '.join(e['statuses'])})" if e else "")
+
+    for n in names:
+        a, b = plain.get(n), scraped.get(n)
+        pa, pb = _measured(a), _measured(b)
+        r = f"{pb / pa:.2f}× ({(pb / pa - 1) * 100:+.1f} %)" if pa and pb else "not measured"
+        scrapes = fmt_num(med(b, "metrics_scrapes")) if pb is not None else "-"
+        out.append(f"| {n} | {side(a)} | {side(b)} | {r} | {scrapes} |")
+    return out
+
+
+# Tables a scenario's section adds after its own (scenario -> lines from the summary).
+EXTRA = {"metrics": metrics_cost}
+
+
 def explanation(scenario: dict, rows: dict[str, dict]) -> str:
     g = good(rows)
     if not g:
@@ -470,6 +514,8 @@ def render(data: dict, summary: dict, chart_dir: str) -> str:
                   ""]
         lines += table(rows, sc)
         lines += ["", explanation(sc, rows), ""]
+        if sc["name"] in EXTRA:
+            lines += EXTRA[sc["name"]](summary) + [""]
     from . import lessons
     lines += lessons.sections(data, summary, chart_dir)
     problems = [r for r in data["runs"] if r["problems"]]
@@ -513,6 +559,12 @@ def render(data: dict, summary: dict, chart_dir: str) -> str:
         "- proxy: the upstream is nginx (`return 200`, one worker) on the client CPU; a proxy run "
         "fails unless the upstream's stub_status counted at least as many requests as the "
         "client got answers.",
+        "- metrics: gearbox started with `--admin-listen 127.0.0.1:<a free port>` and the "
+        "runner (a thread of its own, on the client CPU) GETs /metrics at the window's start and "
+        "then once a second until wrk exits; a run is an error, out of the medians, if a scrape "
+        "failed (not 200, no `gearbox_http_requests_total` sample, a socket error or 2 s "
+        "timeout), if fewer than window − 1 s scrapes happened, or if the scrape after the load "
+        "counted fewer responses than the client got answers.",
         "- errors (⚠) = wrk's socket errors (connect, read, write, timeout) plus answers with a "
         "status other than 200 or a body other than the expected one.",
         "",

@@ -9,12 +9,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import procstat, servers, wrk
+from . import procstat, scrape, servers, wrk
 from .matrix import PEER_WORKERS, PEERS, PY_PEERS, BinaryInfo, Scenario
 
 BUSY = 0.85  # a side using this share of its CPUs or more was the bottleneck
 FOREIGN = 0.15  # server-CPU use by other processes beyond which a run is flagged
 SETUP_S = 1.0  # a run's time beyond its load (start, checks, stop), for the ETA
+ADMIN_FLAG = "--admin-listen"  # gearbox counts its metrics only with it (scrape_metrics)
 
 
 @dataclass
@@ -101,6 +102,8 @@ def targets_for(plan: Plan, sc: Scenario) -> list[Target]:
     if plan.smoke and not sc.in_smoke:
         return []
     bases = [b for b in plan.backends if not sc.backends or b in sc.backends]
+    if plan.smoke and sc.smoke_backends:
+        bases = bases[:sc.smoke_backends]
     if sc.smoke_peers or not plan.smoke:
         bases += [p for p in plan.peers if p in sc.peers]
     if sc.only_parallel:
@@ -148,9 +151,17 @@ def start_target(plan: Plan, t: Target, scenario: Scenario, upstream: Upstream, 
         return servers.start_go(cpus, log, plan.out, procs=t.workers)
     if t.base in PY_PEERS:
         return servers.start_python_peer(t.base, cpus, log, workers=t.workers)
-    return servers.start_gearbox(plan.binary, t.base, scenario.mode, cpus, log, upstream_port=up,
-                                 extra=plan.server_args + gearbox_flags(plan, t.base, scenario,
-                                                                         t.workers, cpus))
+    extra = plan.server_args + gearbox_flags(plan, t.base, scenario, t.workers, cpus)
+    admin = None
+    if scenario.scrape_metrics:
+        if ADMIN_FLAG not in plan.flags:
+            raise servers.StartError(f"skipped: `gearbox --help` does not list {ADMIN_FLAG}")
+        admin = servers.free_port()  # chosen now: each start gets a port nobody holds
+        extra.append(f"{ADMIN_FLAG}=127.0.0.1:{admin}")
+    server = servers.start_gearbox(plan.binary, t.base, scenario.mode, cpus, log, upstream_port=up,
+                                   extra=extra)
+    server.admin_port = admin
+    return server
 
 
 def bottleneck(server_share: float, server_cpus: int, client_share: float,
@@ -207,14 +218,18 @@ def one_run(plan: Plan, target: Target | str, scenario: Scenario, rep: int,
     idle = sampler.baseline()
     sampler.start()
     cpu_marks: list[tuple] = []
+    scraper = scrape.Scraper(server.admin_port) if server.admin_port else None
 
     def mark() -> None:
         # The one window: server CPU, upstream CPU and per-CPU busy time, read together right
         # before the load starts and right after it ends; wall time is the span between the two.
+        # The scraper (if any) runs from the first mark to the last.
         sampler.mark()
         if up_sampler is not None:
             up_sampler.mark()
         cpu_marks.append((procstat.cpu_times(server_cpus), procstat.cpu_times(client_cpus)))
+        if scraper is not None:
+            (scraper.start if len(cpu_marks) == 1 else scraper.stop)()
 
     run_s = plan.seconds(scenario)
     try:
@@ -224,6 +239,11 @@ def one_run(plan: Plan, target: Target | str, scenario: Scenario, rep: int,
         rec["status"] = "skipped" if str(e).startswith("skipped") else "error"
         rec["problems"].append(str(e))
     sampler.stop()
+    counted = None
+    if scraper is not None:
+        scraper.stop()
+        # After the load, once more: the counters must have counted every answer the client got.
+        counted = scrape.scrape_once(server.admin_port)
     served = upstream.served() - served_before if served_before is not None else None
     alive = server.alive()
     code, problem = servers.stop(server, timeout=5.0 if plan.smoke else 15.0)
@@ -241,10 +261,14 @@ def one_run(plan: Plan, target: Target | str, scenario: Scenario, rep: int,
     cost["idle_rss_bytes"] = idle.rss
     rec["server"] = cost
     if figures is None:
+        if scraper is not None:
+            rec["metrics_scrapes"] = len(scraper.scrapes)
         return rec
     rec["wrk"] = figures
     derive(plan, rec, figures, cost, cpu_marks,
            up_sampler.totals() if up_sampler is not None else None, server_cpus, client_cpus)
+    if scraper is not None:
+        check_scrapes(rec, scraper.scrapes, counted, figures.get("correct", 0))
     if served is not None:
         rec["upstream_served"] = served
         if served < figures["requests"]:
@@ -258,6 +282,25 @@ def one_run(plan: Plan, target: Target | str, scenario: Scenario, rep: int,
                 f"the upstream served {served:,} requests for {figures['requests']:,} answers "
                 f"counted ({conns} connections): requests sent upstream more than once")
     return rec
+
+
+def check_scrapes(rec: dict, scrapes: list[dict], after: dict, answered: int) -> None:
+    """The metrics scenario's own check: every scrape of the window answered 200 with
+    gearbox_http_requests_total, one a second, and the scrape after the load counted at least
+    the answers the client got. Otherwise the run is an error (kept out of the headline)."""
+    rec["metrics_scrapes"] = len(scrapes)
+    rec["metrics_scrape_s"] = max((s["s"] for s in scrapes), default=None)
+    why = scrape.problems(scrapes, rec["derived"]["window_s"])
+    if not after["ok"]:
+        why.append(f"/metrics after the load: {after['problem']}")
+    else:
+        rec["metrics_requests_total"] = after["requests"]
+        if after["requests"] < answered:
+            why.append(f"/metrics counted {after['requests']:,.0f} responses in "
+                       f"{scrape.NAME} but the client got {answered:,} answers")
+    if why:
+        rec["problems"] += why
+        rec["status"] = "error"
 
 
 class LoadError(Exception):
@@ -379,6 +422,8 @@ def progress(i: int, total: int, rec: dict, repeat: int, eta_s: float | None = N
             f"(server {d['server_cores']:.2f} cores, bottleneck {d['bottleneck']})  "
             f"p99 {p99:.1f} ms  rss {rec['server']['peak_rss_bytes'] / 2**20:.1f} MiB  "
             f"held {d['held_connections']:,}")
+    if "metrics_scrapes" in rec:
+        line += f"  scrapes {rec['metrics_scrapes']}"
     if d.get("foreign_server_load", 0) > FOREIGN:
         line += f"  (disturbed: other processes took {d['foreign_server_load']:.2f} of the server CPU)"
     if rec["status"] != "ok":
@@ -458,6 +503,7 @@ def figures_of(runs: list[dict]) -> dict:
         "ctxt_involuntary": _stat(s("ctxt_involuntary")),
         "peak_threads": _stat(s("peak_threads")),
         "peak_processes": _stat(s("peak_processes")),
+        "metrics_scrapes": _stat([r.get("metrics_scrapes") for r in runs]),
         "latency_us": {q: _stat([r["wrk"]["latency_us"][q] for r in runs])
                        for q in ("50", "90", "99", "99.9")},
         "bottleneck": statistics.mode([r["derived"]["bottleneck"] for r in runs]),

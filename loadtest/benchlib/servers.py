@@ -38,6 +38,7 @@ class Server:
     proc: subprocess.Popen
     cleanup: list[Path] = field(default_factory=list)
     status_port: int | None = None   # nginx upstream: its stub_status port
+    admin_port: int | None = None    # gearbox with --admin-listen: its /metrics port
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"

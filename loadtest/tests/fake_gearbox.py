@@ -10,7 +10,9 @@ listed as unavailable. The rest each have one defect the runner must catch: "sho
 /plaintext itself in proxy mode; "shorty" sends a POST echo's Content-Length and closes short
 (as the Go peer once did); "capped" holds at most 8 connections at once, 1 MiB each; "lingers"
 burns CPU after each connection closes; "wrongbody" gets every 7th /plaintext body wrong;
-"flaky500" answers every 4th request with 500.
+"flaky500" answers every 4th request with 500. With --admin-listen every backend serves GET
+/metrics there (its responses counted in gearbox_http_requests_total), except two defects:
+"badmetrics" answers /metrics 200 without that counter, "noadmin" never listens there.
 """
 import http.client
 import os
@@ -31,6 +33,7 @@ Usage:
       --workers N            forky: worker processes; lost: event loops (default
                              1)
       --threads N            thread/capped: ignored worker threads (default 0)
+      --admin-listen ADDR:PORT  serve /metrics on this address (default off)
 
 Backends:
   thread      a pool of threads (stand-in)
@@ -45,10 +48,12 @@ Backends:
   lingers     burns CPU after a connection closes
   wrongbody   a wrong body now and then
   flaky500    a 500 now and then
+  badmetrics  a /metrics without its counters
+  noadmin     no admin listener
 """
 
 BACKENDS = ("thread", "forky", "dies", "shortcut", "shorty", "capped", "lingers", "wrongbody",
-            "flaky500")
+            "flaky500", "badmetrics", "noadmin")
 
 
 def arg(name, default=None):
@@ -93,12 +98,14 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(500)
             self.send_header("Content-Length", "0")
             self.end_headers()
+            Admin.count("5xx")
             return
         self.send_response(200)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        Admin.count("2xx")
 
     def proxied(self, method, body=None):
         host, port = self.upstream.rsplit(":", 1)
@@ -143,6 +150,37 @@ class Handler(BaseHTTPRequestHandler):
         if self.upstream:
             return self.proxied("POST", body)
         self.reply(body, self.headers.get("Content-Type", "application/octet-stream"))
+
+
+class Admin(BaseHTTPRequestHandler):
+    """The admin listener: GET /metrics, one connection per scrape, as gearbox's."""
+    protocol_version = "HTTP/1.0"
+    responses = {"2xx": 0, "5xx": 0}
+    lock = threading.Lock()
+
+    @classmethod
+    def count(cls, code):
+        with cls.lock:
+            cls.responses[code] += 1
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        if self.path != "/metrics":
+            self.send_error(404)
+            return
+        with self.lock:
+            lines = [f'gearbox_http_requests_total{{method="GET",code="{c}"}} {n}'
+                     for c, n in self.responses.items()]
+        if Handler.backend == "badmetrics":
+            lines = ["# HELP gearbox_info stand-in", 'gearbox_info{backend="badmetrics"} 1']
+        body = ("# TYPE gearbox_http_requests_total counter\n" + "\n".join(lines) + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
 
 class CappedServer(ThreadingHTTPServer):
@@ -206,6 +244,11 @@ def main():
     if backend == "dies":
         signal.signal(signal.SIGALRM, lambda *a: os._exit(3))
         signal.setitimer(signal.ITIMER_REAL, 0.3)
+    admin = arg("--admin-listen")
+    if admin and backend != "noadmin":
+        ahost, aport = admin.rsplit(":", 1)
+        admin_server = ThreadingHTTPServer((ahost, int(aport)), Admin)
+        threading.Thread(target=admin_server.serve_forever, daemon=True).start()
     print(f"gearbox: listening on {host}:{server.server_address[1]} (backend {backend}, mode {mode})",
           file=sys.stderr, flush=True)
     server.serve_forever()

@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from benchlib import matrix, procstat, report, runner, servers, wrk  # noqa: E402
+from benchlib import matrix, procstat, report, runner, scrape, servers, wrk  # noqa: E402
 
 GEARBOX_HELP = """gearbox: an HTTP/1.1 echo server and reverse proxy
 Usage:
@@ -300,6 +300,28 @@ class Report(unittest.TestCase):
         self.assertIn("Not measured in this run", section)  # no uring/fiber/idle here
         self.assertNotIn("None", section)
 
+    def test_metrics_cost_beside_plaintext(self):
+        # Per gearbox backend: plaintext's median req/s per core, the metrics scenario's and
+        # their ratio; a side with no correct run is "not measured", never a number.
+        data = self.data()
+        data["runs"] = [r for r in data["runs"] if not (r["scenario"] == "metrics"
+                                                        and r["backend"] in ("thread", "pool"))]
+        for rep in range(3):
+            r = fake_record("thread", "metrics", rep, 9090 + rep * 100, 1.0)
+            r["metrics_scrapes"] = 5
+            data["runs"].append(r)
+        data["runs"].append(fake_record("pool", "metrics", 0, 20000, 1.0, status="error"))
+        text = report.render(data, runner.aggregate(data["runs"]), "charts")
+        section = text[text.index("### What the metrics cost"):text.index("## echo-4k")]
+        self.assertIn("| thread | 10,100 (10,000–10,200) | 9,190 (9,090–9,290) | 0.91× (-9.0 %) "
+                      "| 5 |", section)
+        self.assertIn("| pool | 25,125 (25,000–25,250) | not measured (error) | not measured | - |",
+                      section)
+        self.assertIn("| prefork | not measured (start-failed) | not measured | not measured | - |",
+                      section)
+        self.assertNotIn("nginx", section)  # gearbox's own counters: no peer row
+        self.assertIn("with ÷ without", section)
+
     def test_bottleneck(self):
         self.assertEqual(runner.bottleneck(0.95, 1, 0.3, 1), "server")
         self.assertEqual(runner.bottleneck(0.5, 1, 0.99, 1), "client")
@@ -428,6 +450,25 @@ class Targets(unittest.TestCase):
                          (len(quick.backends) + 2) * len(matrix.OPEN_RATES[::2]))
         self.assertEqual(quick.seconds(matrix.scenario_by_name("c10k")), 7.5)
 
+    def test_metrics_scenario_targets(self):
+        # Every gearbox backend, no peer; the smoke runs it on the first backend only.
+        metrics = matrix.scenario_by_name("metrics")
+        self.assertTrue(metrics.scrape_metrics)
+        self.assertEqual((metrics.method, metrics.path, metrics.connections),
+                         ("GET", "/plaintext", matrix.scenario_by_name("plaintext").connections))
+        self.assertEqual(self.labels(self.plan(), "metrics"), self.plan().backends)
+        self.assertEqual(self.labels(self.plan(smoke=True), "metrics"), ["thread"])
+
+    def test_metrics_needs_admin_listen_in_help(self):
+        # GEARBOX_HELP lists no --admin-listen: the run is skipped before anything starts.
+        plan = self.plan(backends=["thread"])
+        with self.assertRaises(servers.StartError) as e:
+            runner.start_target(plan, runner.Target("thread", "thread"),
+                                matrix.scenario_by_name("metrics"), runner.Upstream(plan),
+                                Path("/nonexistent/log"), [])
+        self.assertIn("skipped", str(e.exception))
+        self.assertIn("--admin-listen", str(e.exception))
+
     def test_all_cpus_scenarios_share_the_cpus(self):
         plan = self.plan()
         self.assertEqual(runner.cpus_for(plan, matrix.scenario_by_name("gil")), ([0, 1], [0, 1]))
@@ -489,6 +530,27 @@ class OpenLoop(unittest.TestCase):
         self.assertGreater(f["correct"], 20)
         self.assertGreater(f["latency_us"]["99"], 500_000)
         self.assertEqual(f["bad_body"], 0)
+
+
+class Scrapes(unittest.TestCase):
+    def test_requests_total_sums_samples_only(self):
+        text = ("# HELP gearbox_http_requests_total Responses sent\n"
+                "# TYPE gearbox_http_requests_total counter\n"
+                'gearbox_http_requests_total{method="GET",code="2xx"} 12\n'
+                'gearbox_http_requests_total{method="GET",code="5xx"} 3\n'
+                "gearbox_http_requests_total_created 99\n")
+        self.assertEqual(scrape.requests_total(text), 15)
+        self.assertIsNone(scrape.requests_total("# TYPE gearbox_http_requests_total counter\n"))
+
+    def test_one_a_second_every_one_right(self):
+        ok = {"ok": True, "problem": "", "requests": 1, "s": 0.01}
+        bad = {"ok": False, "problem": "status 500", "requests": None, "s": 0.01}
+        self.assertEqual(scrape.problems([ok] * 3, 4.0), [])
+        self.assertIn("only 2 /metrics scrapes", scrape.problems([ok] * 2, 4.0)[0])
+        self.assertIn("only 3", scrape.problems([ok] * 3, 4.5)[0])   # fewer than 4.5 - 1
+        self.assertIn("1 of 4 /metrics scrapes failed (first: status 500)",
+                      scrape.problems([ok, ok, bad, ok], 4.0)[0])
+        self.assertIn("only 0", scrape.problems([], 1.0)[0])          # never none, even at 1 s
 
 
 class NginxConfig(unittest.TestCase):
@@ -590,6 +652,39 @@ class RunnerAgainstStandIn(unittest.TestCase):
         summary = runner.aggregate(res["runs"])
         self.assertTrue(summary["plaintext/flaky500"]["marked"])
         self.assertFalse(summary["plaintext/thread"]["marked"])
+
+    def test_metrics_scenario_scrapes_and_refuses_bad_scrapes(self):
+        # metrics starts the server with --admin-listen on a port of its own and scrapes it
+        # once a second; a bad /metrics (no counter) or none (nothing listens) is an error,
+        # kept out of the report's ratio; plaintext never gets --admin-listen.
+        r, res = self.run_py("--duration", "2", "--repeat", "1", "--peers", "none",
+                             "--backends", "thread,badmetrics,noadmin",
+                             "--scenarios", "plaintext,metrics")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        for name in ("thread", "badmetrics", "noadmin"):
+            plain, = runs_of(res, name, "plaintext")
+            self.assertEqual(plain["status"], "ok", plain["problems"])
+            self.assertFalse([a for a in plain["server_argv"] if "admin" in a and a != name])
+            run, = runs_of(res, name, "metrics")
+            admin = [a for a in run["server_argv"] if a.startswith("--admin-listen=127.0.0.1:")]
+            self.assertEqual(len(admin), 1, run["server_argv"])
+            self.assertNotEqual(int(admin[0].rsplit(":", 1)[1]), 0)
+            self.assertGreaterEqual(run["metrics_scrapes"], run["derived"]["window_s"] - 1)
+        good, = runs_of(res, "thread", "metrics")
+        self.assertEqual(good["status"], "ok", good["problems"])
+        self.assertGreaterEqual(good["metrics_requests_total"], good["wrk"]["correct"])
+        bad, = runs_of(res, "badmetrics", "metrics")
+        self.assertEqual(bad["status"], "error")
+        self.assertIn("without a gearbox_http_requests_total sample", " ".join(bad["problems"]))
+        none, = runs_of(res, "noadmin", "metrics")
+        self.assertEqual(none["status"], "error")
+        self.assertIn("Connection refused", " ".join(none["problems"]))
+        summary = runner.aggregate(res["runs"])
+        self.assertEqual(summary["metrics/badmetrics"]["good_runs"], 0)
+        cost = "\n".join(report.metrics_cost(summary))
+        self.assertRegex(cost, r"\| thread \| [\d,]+ \| [\d,]+ \| \d\.\d\d× \([-+][\d.]+ %\) \| \d+ \|")
+        self.assertIn("| noadmin | ", cost)
+        self.assertRegex(cost, r"\| noadmin \| [\d,]+ \| not measured \(error\) \| not measured \|")
 
     def test_proxy_that_skips_its_upstream_fails(self):
         r, res = self.run_py("--smoke", "--peers", "none", "--backends", "thread,shortcut",
