@@ -10,7 +10,7 @@ TSAN_BUILD ?= build-tsan
 # with shared_work it crashes itself (SEGV in its stack unwinder when a scheduler is torn down).
 TSAN_BACKENDS ?= thread pool
 # The suites of that run (GoogleTest filter over the integration binary of $(BUILD)).
-TSAN_SUITES ?= Backends/EchoTest.*:Backends/ErrorTest.*:Backends/LifecycleTest.*:Backends/DrainTest.*:Backends/ProxyEchoTest.*:Backends/ProxyFaultTest.*:Backends/ProxyBalanceTest.*
+TSAN_SUITES ?= Backends/EchoTest.*:Backends/ErrorTest.*:Backends/LifecycleTest.*:Backends/DrainTest.*:Backends/ProxyEchoTest.*:Backends/ProxyFaultTest.*:Backends/ProxyBalanceTest.*:Backends/ReloadTest.*:Backends/ProxyReloadTest.*
 JOBS ?= $(shell nproc)
 LISTEN ?= 127.0.0.1:8080
 BACKEND ?=

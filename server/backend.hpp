@@ -29,6 +29,14 @@ class Backend {
   // e.g. prefork's workers and their states, pool's queue. Called from the admin thread while
   // run() serves: read only atomics. The default says nothing beyond the shared counters.
   virtual std::string status_json() const { return "{}"; }
+  // SIGHUP, from main's reload thread while run() serves, with `next` already validated by main
+  // (same listen address and backend). New connections get `next`; connections in flight finish
+  // under the old configuration and then close. Returns an error text when the backend cannot
+  // build from `next` (then nothing changed), else "".
+  virtual std::string reload(const Config& next) = 0;
+  // The configuration in force (the admin endpoint renders its upstreams), or null before run()
+  // put one in force. Any thread.
+  virtual std::shared_ptr<const Config> config_in_force() const = 0;
 };
 
 struct BackendInfo {

@@ -30,6 +30,9 @@ struct Endpoint {
 struct UpstreamServer {
   Endpoint endpoint;
   int weight = 1;
+  // Its row in the metric arena. Unset: its flat position over the groups (metrics.hpp). A
+  // reload keeps each server's row (metrics::carry_slots), so a counter never changes hands.
+  std::size_t metric_slot = static_cast<std::size_t>(-1);
 };
 
 // An upstream group: nginx's `upstream name { server ...; }` plus its proxy_* settings.

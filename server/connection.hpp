@@ -5,6 +5,7 @@
 
 #include <sys/uio.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -33,6 +34,12 @@ struct Context {
   // idle connection holds no input buffer.
   bool driver_owns_input = false;
   bool draining = false;  // set by the driver before calling on_drain()
+  // Reload (SIGHUP): the epoch of the configuration this connection was accepted under, and
+  // where the epoch in force is published (shared memory in prefork). Once they differ, each
+  // response still to start says Connection: close, so the client reconnects to the new
+  // configuration at a request boundary, where closing races no request. Null: never.
+  const std::atomic<std::uint32_t>* config_epoch = nullptr;
+  std::uint32_t epoch = 0;
 };
 
 // Who is on the other end of the client socket.

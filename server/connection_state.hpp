@@ -283,11 +283,17 @@ struct Connection::State {
     return to_client.empty();
   }
 
+  // A reload put a newer configuration in force than the one this connection serves with.
+  bool superseded() const {
+    return ctx.config_epoch != nullptr &&
+           ctx.config_epoch->load(std::memory_order_relaxed) != ctx.epoch;
+  }
+
   void on_head(TimePoint now) {
     const http::RequestHead& h = parser.head();
     request = Request::kBody;  // kEnd follows at once when there is no body
     client_deadline = now + cfg.body_timeout;
-    keep_alive = h.keep_alive && !draining;
+    keep_alive = h.keep_alive && !draining && !superseded();
     response_started = false;
     response_complete = false;
     continue_pending = h.expect_continue && h.framing != http::Framing::kNone;

@@ -1,5 +1,6 @@
 // gearbox's entry point: load the configuration, pick the backend, calibrate /cpu, open the
-// listener, turn SIGTERM/SIGINT into a readable drain pipe, then let the backend serve.
+// listener, turn SIGTERM/SIGINT into a readable drain pipe and SIGHUP into a reload, then let
+// the backend serve.
 // Exit status: 0 clean drain or --check ok, 2 configuration error, otherwise the backend's.
 #include <fcntl.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include <string>
 
 #include "backends/common/admin.hpp"
+#include "backends/common/reloader.hpp"
 #include "backends/common/socket.hpp"
 #include "server/backend.hpp"
 #include "server/config_load.hpp"
@@ -236,6 +238,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::unique_ptr<core::Backend> backend = backend_info->make();
+  // SIGHUP: read the configuration again; new connections get it (backends/common/reloader).
+  // Installed before the listening line, which tells a supervisor the server is up.
+  backends::Reloader reloader(argc, argv, config, *backend);
+  if (!reloader.start(drain_fd)) {
+    return 1;
+  }
   core::log_plain("listening on " + listener->address + " (backend " + config.backend + ", mode " +
                   std::string(core::mode_name(config.mode)) + ")");
   if (chosen_by_default && config.backend == "uring") {
@@ -256,6 +264,7 @@ int main(int argc, char** argv) {
   core::log_debug("cpu calibration: %llu iterations per ms",
                   static_cast<unsigned long long>(config.cpu_iterations_per_ms));
   int status = backend->run(config, *listener, drain_fd);
+  reloader.stop();
   admin.reset();
   core::flush_access_log();
   core::log_debug("exiting with status %d", status);

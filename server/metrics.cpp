@@ -3,7 +3,11 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "server/config.hpp"
 
@@ -162,12 +166,58 @@ ErrorKind error_kind_of(int status) {
 }
 
 std::size_t server_index(const Config& config, std::size_t g, std::size_t s) {
+  if (g < config.groups.size() && s < config.groups[g].servers.size()) {
+    std::size_t slot = config.groups[g].servers[s].metric_slot;
+    if (slot != static_cast<std::size_t>(-1)) {
+      return slot < kMaxServers ? slot : kMaxServers;
+    }
+  }
   std::size_t base = 0;
   for (std::size_t i = 0; i < g && i < config.groups.size(); ++i) {
     base += config.groups[i].servers.size();
   }
   std::size_t index = base + s;
   return index < kMaxServers ? index : kMaxServers;
+}
+
+void carry_slots(const Config& prev, Config& next) {
+  std::vector<bool> used(kMaxServers, false);
+  auto key = [](const UpstreamGroup& g, const UpstreamServer& s) {
+    return g.name + '\n' + s.endpoint.text;
+  };
+  std::vector<std::pair<std::string, std::size_t>> known;
+  for (std::size_t g = 0; g < prev.groups.size(); ++g) {
+    for (std::size_t s = 0; s < prev.groups[g].servers.size(); ++s) {
+      std::size_t slot = server_index(prev, g, s);
+      if (slot < kMaxServers) {
+        used[slot] = true;
+        known.emplace_back(key(prev.groups[g], prev.groups[g].servers[s]), slot);
+      }
+    }
+  }
+  std::vector<UpstreamServer*> fresh;
+  for (UpstreamGroup& group : next.groups) {
+    for (UpstreamServer& server : group.servers) {
+      auto it = std::find_if(known.begin(), known.end(),
+                             [&](const auto& k) { return k.first == key(group, server); });
+      if (it != known.end()) {
+        server.metric_slot = it->second;
+        known.erase(it);  // a server listed twice takes a second row
+      } else {
+        fresh.push_back(&server);
+      }
+    }
+  }
+  std::size_t next_free = 0;
+  for (UpstreamServer* server : fresh) {
+    while (next_free < kMaxServers && used[next_free]) {
+      ++next_free;
+    }
+    server->metric_slot = next_free;  // kMaxServers: uncounted
+    if (next_free < kMaxServers) {
+      used[next_free] = true;
+    }
+  }
 }
 
 std::string render(const Arena& a, const Config& config, std::string_view backend,

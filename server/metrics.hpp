@@ -78,8 +78,15 @@ Shard* local();
 MethodClass method_class(http::Method m);
 ErrorKind error_kind_of(int status);  // for a status the server answered itself (4xx/5xx)
 
-// Flat index of server `s` of group `g` over the configuration's groups, or kMaxServers.
+// The metric row of server `s` of group `g`: its metric_slot when set, else its flat index over
+// the configuration's groups; kMaxServers when it has none.
 std::size_t server_index(const Config& config, std::size_t g, std::size_t s);
+
+// For a reload: gives every server of `next` a metric row. A server `prev` has too (same group
+// name and address) keeps its row; a new one takes a row no server of either uses (so a
+// counter is never handed to another server while connections of `prev` still count); beyond
+// kMaxServers it goes uncounted.
+void carry_slots(const Config& prev, Config& next);
 
 // Renders every metric in the Prometheus text exposition format, version 0.0.4. `now_ns`:
 // steady-clock now, for the health gauges.

@@ -27,6 +27,7 @@ done
 
 grep -q "^ExecStart=$bin --config $conf\$" "$unit" || fail "the unit does not start $bin: $(grep ExecStart "$unit")"
 grep -q '^KillSignal=SIGTERM$' "$unit" || fail "the unit does not drain with SIGTERM"
+grep -q '^ExecReload=/bin/kill -HUP $MAINPID$' "$unit" || fail "the unit does not reload with SIGHUP"
 command -v systemd-analyze >/dev/null || fail "systemd-analyze is missing (make deps installs systemd)"
 out=$(systemd-analyze verify "$unit" 2>&1) || fail "systemd-analyze verify: $out"
 [ -z "$out" ] || fail "systemd-analyze verify warns: $out"

@@ -337,7 +337,8 @@ std::string AdminServer::metrics_text() const {
   auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                  std::chrono::steady_clock::now().time_since_epoch())
                  .count();
-  return core::metrics::render(arena_, config_, config_.backend, now);
+  std::shared_ptr<const core::Config> live = backend_.config_in_force();  // reloads change it
+  return core::metrics::render(arena_, live ? *live : config_, config_.backend, now);
 }
 
 std::string AdminServer::status_json() {
@@ -385,9 +386,11 @@ std::string AdminServer::status_json() {
   auto now_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
   bool first = true;
-  for (std::size_t g = 0; g < config_.groups.size() && config_.mode == core::Mode::kProxy; ++g) {
-    for (std::size_t s = 0; s < config_.groups[g].servers.size(); ++s) {
-      std::size_t i = m::server_index(config_, g, s);
+  std::shared_ptr<const core::Config> live = backend_.config_in_force();  // reloads change it
+  const core::Config& config = live ? *live : config_;
+  for (std::size_t g = 0; g < config.groups.size() && config.mode == core::Mode::kProxy; ++g) {
+    for (std::size_t s = 0; s < config.groups[g].servers.size(); ++s) {
+      std::size_t i = m::server_index(config, g, s);
       if (i >= m::kMaxServers) {
         continue;
       }
@@ -403,8 +406,8 @@ std::string AdminServer::status_json() {
                 arena_.unhealthy[i].load(std::memory_order_relaxed) == 0;
       out += first ? "" : ",";
       first = false;
-      out += "{\"group\":" + json_string(config_.groups[g].name);
-      out += ",\"server\":" + json_string(config_.groups[g].servers[s].endpoint.text);
+      out += "{\"group\":" + json_string(config.groups[g].name);
+      out += ",\"server\":" + json_string(config.groups[g].servers[s].endpoint.text);
       out += std::string(",\"up\":") + (up ? "true" : "false");
       out += ",\"requests\":" + std::to_string(requests);
       out += ",\"failures\":" + std::to_string(failures);

@@ -38,6 +38,21 @@ UpstreamPool::UpstreamPool(std::size_t default_keep, core::Duration default_time
 UpstreamPool::UpstreamPool(const core::Config& config, std::size_t default_keep,
                            core::Duration default_timeout)
     : UpstreamPool(default_keep, default_timeout) {
+  configure(config);
+}
+
+void UpstreamPool::configure(const core::Config& config) {
+  std::lock_guard lock(mu_);
+  for (auto& [key, slot] : slots_) {
+    // Its row may change: take what it added to the gauge out of the old row first.
+    if (slot.metric < core::metrics::kMaxServers && slot.reported != 0) {
+      if (core::metrics::Shard* m = core::metrics::local(); m != nullptr) {
+        m->upstream[slot.metric].idle.fetch_sub(slot.reported, std::memory_order_relaxed);
+      }
+    }
+    slot.reported = 0;
+    slot.metric = static_cast<std::size_t>(-1);
+  }
   for (std::size_t g = 0; g < config.groups.size(); ++g) {
     const core::UpstreamGroup& group = config.groups[g];
     for (std::size_t s = 0; s < group.servers.size(); ++s) {
@@ -48,6 +63,9 @@ UpstreamPool::UpstreamPool(const core::Config& config, std::size_t default_keep,
       slot.timeout = group.keepalive_timeout;
       slot.idle.reserve(group.keepalive);
     }
+  }
+  for (auto& [key, slot] : slots_) {
+    report(slot);
   }
 }
 

@@ -36,6 +36,10 @@ class UpstreamPool {
   // Returns false when the endpoint's limit is 0: `fd` itself was closed.
   bool put(const core::Endpoint& ep, int fd, core::TimePoint now);
 
+  // Takes the limits and metric rows of `config`'s groups (a reload): endpoints it names get
+  // them, others keep theirs but are no longer counted in the metrics. Any thread.
+  void configure(const core::Config& config);
+
   // Closes connections idle past their timeout and those the upstream closed (call now and
   // then, e.g. once a second).
   void sweep(core::TimePoint now);

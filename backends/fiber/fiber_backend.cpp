@@ -23,7 +23,7 @@
 
 #include "backends/common/blocking_pump.hpp"
 #include "backends/common/cpus.hpp"
-#include "backends/common/health_check.hpp"
+#include "backends/common/generation.hpp"
 #include "backends/common/socket.hpp"
 #include "backends/common/upstream_pool.hpp"
 #include "backends/fiber/fiber_io.hpp"
@@ -56,9 +56,10 @@ thread_local int tls_thread = 0;
 // Everything the threads and fibers share. Freed by run() once every thread was joined; after a
 // drain timeout it is leaked on purpose (fibers still run and point into it; the process exits).
 struct Shared {
-  Shared(const core::Config& c, int drain_fd, int n, FiberStats& st)
+  Shared(const core::Config& c, int drain_fd, int n, FiberStats& st, Generations& g)
       : config(c),
         stats(st),
+        gens(g),
         threads(n),
         np(drain_fd),
         stacks(c.fiber_stack, kStacksKeptPerThread * static_cast<std::size_t>(n)),
@@ -66,13 +67,11 @@ struct Shared {
 
   const core::Config& config;
   FiberStats& stats;
+  Generations& gens;
   const int threads;
   Netpoller np;
   StackPool stacks;
   UpstreamPool pool;  // one per process: fibers move between threads, their upstreams with them
-  core::Context base;
-  std::unique_ptr<core::Upstreams> upstreams;  // proxy mode; thread-safe (balancer.hpp)
-  std::unique_ptr<HealthChecker> health;
   std::vector<std::unique_ptr<Channel>> conns;  // the acceptor -> thread i's launcher
   int max_connections = 0;
   std::atomic<int> live{0};
@@ -109,7 +108,8 @@ void leave(Shared& s) {
 void serve(Shared& s, const Accepted& a) {
   s.stats.fibers.fetch_add(1, std::memory_order_relaxed);
   {
-    core::Context ctx = s.base;
+    std::shared_ptr<Generation> gen = s.gens.current();  // the configuration in force now
+    core::Context ctx = gen->context();
     core::Peer peer{address_text(a.peer), &a.peer};
     core::Connection conn(ctx, std::move(peer), core::Clock::now());
     fiber::Waiter* w = s.np.make_waiter();
@@ -194,9 +194,7 @@ void accept_connections(Shared& s, core::Listener& listener) {
   for (auto& ch : s.conns) {
     ch->close();
   }
-  if (s.health) {
-    s.health->stop();
-  }
+  s.gens.current()->stop_health();
   std::lock_guard lock(s.mu);
   s.drain_started = true;
   s.acceptor_done = true;
@@ -229,20 +227,16 @@ void scheduler_thread(Shared& s, int index, core::Listener* listener) {
 
 int FiberBackend::run(const core::Config& config, core::Listener& listener, int drain_fd) {
   int threads = config.threads > 0 ? config.threads : usable_cpus();
-  auto s = std::make_unique<Shared>(config, drain_fd, threads, stats_);
-  stats_.threads.store(threads, std::memory_order_relaxed);
-  s->base.config = &config;
-  if (config.mode == core::Mode::kProxy) {
-    try {
-      s->upstreams = std::make_unique<core::Upstreams>(config);
-    } catch (const std::exception& e) {
-      core::log_error("fiber backend: %s", e.what());
-      return 1;
-    }
-    s->base.upstreams = s->upstreams.get();
-    s->health = std::make_unique<HealthChecker>(*s->upstreams);
-    s->health->start();
+  // One balancer per generation, shared by every fiber on every thread (it is thread-safe).
+  try {
+    gens_.start(config);
+  } catch (const std::exception& e) {
+    core::log_error("fiber backend: %s", e.what());
+    return 1;
   }
+  auto s = std::make_unique<Shared>(config, drain_fd, threads, stats_, gens_);
+  track(&s->pool);
+  stats_.threads.store(threads, std::memory_order_relaxed);
   s->max_connections = std::max(config.max_connections, 1);
   s->acceptor = s->np.make_waiter();
   for (int i = 0; i < threads; ++i) {
@@ -265,6 +259,7 @@ int FiberBackend::run(const core::Config& config, core::Listener& listener, int 
     core::TimePoint deadline = core::Clock::now() + config.drain_timeout;
     drained = s->cv.wait_until(lock, deadline, [&] { return s->live.load() == 0; });
   }
+  untrack(&s->pool);
   if (!drained) {
     core::log_warn("fiber backend: drain timeout, %d connections left open", s->live.load());
     s->np.freeze();

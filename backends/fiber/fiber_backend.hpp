@@ -10,7 +10,7 @@
 
 #include <memory>
 
-#include "server/backend.hpp"
+#include "backends/common/generation.hpp"
 
 namespace gearbox::backends {
 
@@ -24,7 +24,7 @@ struct FiberStats {
   std::atomic<std::uint64_t> launched[kMaxThreads] = {};  // connection fibers started there
 };
 
-class FiberBackend final : public core::Backend {
+class FiberBackend final : public ReloadingBackend {
  public:
   int run(const core::Config& config, core::Listener& listener, int drain_fd) override;
   // Connection fibers by state (parked on the netpoller, or ready/running) and, per scheduler

@@ -25,7 +25,7 @@
 
 #include "backends/common/blocking_pump.hpp"
 #include "backends/common/cpus.hpp"
-#include "backends/common/health_check.hpp"
+#include "backends/common/generation.hpp"
 #include "backends/common/socket.hpp"
 #include "backends/common/upstream_pool.hpp"
 #include "server/balancer.hpp"
@@ -51,9 +51,13 @@ using Timers = std::multimap<core::TimePoint, PoolConn*>;
 // One client connection. While `running` a worker owns everything but the reactor fields;
 // otherwise the reactor owns all of it. The queues' mutexes order the hand-overs.
 struct PoolConn {
-  PoolConn(const core::Context& base, int fd, const sockaddr_storage& addr, UpstreamPool* pool)
-      : ctx(base), peer_addr(addr), st(PumpSetup{fd, -1, &ctx, pool}) {}
+  PoolConn(std::shared_ptr<Generation> g, int fd, const sockaddr_storage& addr, UpstreamPool* pool)
+      : gen(std::move(g)),
+        ctx(gen->context()),
+        peer_addr(addr),
+        st(PumpSetup{fd, -1, &ctx, pool}) {}
 
+  std::shared_ptr<Generation> gen;  // the configuration in force at the accept
   core::Context ctx;  // per connection: `draining` is written by whichever thread runs it
   sockaddr_storage peer_addr;
   std::unique_ptr<core::Connection> core;
@@ -182,10 +186,17 @@ std::uint32_t epoll_events(short poll_events) {
 
 class Reactor {
  public:
-  Reactor(const core::Config& config, core::Listener& listener, int drain_fd, PoolStatus& status)
-      : config_(config), listener_(listener), drain_fd_(drain_fd), status_(status), pool_(config) {}
+  Reactor(const core::Config& config, core::Listener& listener, int drain_fd, PoolStatus& status,
+          Generations& gens)
+      : config_(config),
+        listener_(listener),
+        drain_fd_(drain_fd),
+        status_(status),
+        gens_(gens),
+        pool_(config) {}
 
   int run();
+  UpstreamPool& pool() { return pool_; }
 
  private:
   void ctl(int op, int fd, std::uint32_t events, std::uint64_t data);
@@ -203,13 +214,11 @@ class Reactor {
   core::Listener& listener_;
   int drain_fd_;
   PoolStatus& status_;
+  Generations& gens_;
   int ep_ = -1;
   int wake_fd_ = -1;
-  core::Context base_;
   UpstreamPool pool_;  // one for the process: a connection moves between workers, its
                        // upstream connections with it, so per-worker pools would only split reuse
-  std::unique_ptr<core::Upstreams> upstreams_;
-  std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<DispatchQueue> queue_;
   std::unique_ptr<ReturnQueue> returns_;
   std::deque<PoolConn*> overflow_;  // ready, but the dispatch queue was full
@@ -340,7 +349,7 @@ void Reactor::accept_some(core::TimePoint now) {
       continue;
     }
     accept_warned_ = false;
-    auto* c = new PoolConn(base_, a.fd, a.peer, &pool_);
+    auto* c = new PoolConn(gens_.current(), a.fd, a.peer, &pool_);
     c->core = std::make_unique<core::Connection>(
         c->ctx, core::Peer{address_text(c->peer_addr), &c->peer_addr}, now);
     pump_begin(*c->core, c->st);
@@ -363,9 +372,7 @@ void Reactor::start_drain(core::TimePoint now) {
   ctl(EPOLL_CTL_DEL, listener_.fd, 0, 0);
   ::close(listener_.fd);
   listener_.fd = -1;
-  if (health_) {
-    health_->stop();
-  }
+  gens_.current()->stop_health();
   std::vector<PoolConn*> waiting;
   for (PoolConn* c : conns_) {
     if (!c->running && !c->drain_sent) {
@@ -380,18 +387,6 @@ void Reactor::start_drain(core::TimePoint now) {
 }
 
 int Reactor::run() {
-  base_.config = &config_;
-  if (config_.mode == core::Mode::kProxy) {
-    try {
-      upstreams_ = std::make_unique<core::Upstreams>(config_);
-    } catch (const std::exception& e) {
-      core::log_error("pool backend: %s", e.what());
-      return 1;
-    }
-    base_.upstreams = upstreams_.get();  // thread-safe (balancer.hpp): workers share it
-    health_ = std::make_unique<HealthChecker>(*upstreams_);
-    health_->start();
-  }
   ep_ = ::epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (ep_ < 0 || wake_fd_ < 0) {
@@ -521,9 +516,7 @@ int Reactor::run() {
     close_abort(c->st.setup.client_fd);
     destroy(c);
   }
-  if (health_) {
-    health_->stop();
-  }
+  gens_.current()->stop_health();
   if (listener_.fd >= 0) {
     ::close(listener_.fd);
     listener_.fd = -1;
@@ -540,8 +533,18 @@ int default_pool_threads() {
 }
 
 int PoolBackend::run(const core::Config& config, core::Listener& listener, int drain_fd) {
-  Reactor reactor(config, listener, drain_fd, status_);
-  return reactor.run();
+  // One balancer per generation (thread-safe, balancer.hpp): the workers share it.
+  try {
+    gens_.start(config);
+  } catch (const std::exception& e) {
+    core::log_error("pool backend: %s", e.what());
+    return 1;
+  }
+  Reactor reactor(config, listener, drain_fd, status_, gens_);
+  track(&reactor.pool());
+  int status = reactor.run();
+  untrack(&reactor.pool());
+  return status;
 }
 
 std::string PoolBackend::status_json() const {

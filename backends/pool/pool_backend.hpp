@@ -8,7 +8,7 @@
 
 #include <memory>
 
-#include "server/backend.hpp"
+#include "backends/common/generation.hpp"
 
 namespace gearbox::backends {
 
@@ -20,7 +20,7 @@ struct PoolStatus {
   std::atomic<int> connections{0};  // connections the reactor holds (waiting or queued or busy)
 };
 
-class PoolBackend final : public core::Backend {
+class PoolBackend final : public ReloadingBackend {
  public:
   int run(const core::Config& config, core::Listener& listener, int drain_fd) override;
   // The pool's worker threads, how many are busy, and the queue of ready connections.

@@ -19,10 +19,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backends/common/blocking_pump.hpp"
-#include "backends/common/health_check.hpp"
+#include "backends/common/generation.hpp"
 #include "backends/common/socket.hpp"
 #include "backends/common/upstream_pool.hpp"
 #include "backends/prefork/scoreboard.hpp"
@@ -129,8 +130,7 @@ class ScoredConnection {
 };
 
 struct WorkerSetup {
-  const core::Config* config = nullptr;
-  core::Upstreams* upstreams = nullptr;  // the master's, copied by fork; proxy mode only
+  std::shared_ptr<Generation> gen;  // the master's generation in force, copied by fork
   ScoreSlot* slot = nullptr;
   int listen_fd = -1;
   bool own_listener = false;  // --reuseport: nobody else accepts on listen_fd
@@ -149,7 +149,8 @@ bool make_pipe(int* read_fd, int* write_fd) {
   return true;
 }
 
-// Runs in the child right after fork(), with SIGTERM/SIGINT/SIGUSR1 blocked; never returns.
+// Runs in the child right after fork(), with SIGTERM/SIGINT/SIGUSR1/SIGHUP blocked; never
+// returns.
 [[noreturn]] void worker_main(const WorkerSetup& w) {
   ScoreSlot& slot = *w.slot;
   ::close(w.master_drain_fd);
@@ -171,6 +172,7 @@ bool make_pipe(int* read_fd, int* write_fd) {
   ::sigaction(SIGINT, &action, nullptr);
   ::sigaction(SIGUSR1, &action, nullptr);
   ::signal(SIGCHLD, SIG_DFL);
+  ::signal(SIGHUP, SIG_IGN);  // reloads are the master's: it rolls the workers
   // The master's death turns into a drain; if it died before prctl, getppid() tells.
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (::getppid() != w.master) {
@@ -178,16 +180,10 @@ bool make_pipe(int* read_fd, int* write_fd) {
   }
   ::sigprocmask(SIG_SETMASK, &w.mask, nullptr);
 
-  const core::Config& config = *w.config;
-  std::unique_ptr<HealthChecker> health;
-  if (w.upstreams != nullptr) {
-    health = std::make_unique<HealthChecker>(*w.upstreams);
-    health->start();
-  }
-  UpstreamPool pool(config);
-  core::Context base;
-  base.config = &config;
-  base.upstreams = w.upstreams;
+  // The balancer is this process's own copy; its health checker runs here.
+  Generation& gen = *w.gen;
+  gen.start_health();
+  UpstreamPool pool(gen.config());
 
   slot.pid.store(::getpid(), std::memory_order_relaxed);
   slot.state.store(WorkerState::kIdle, std::memory_order_relaxed);
@@ -236,7 +232,7 @@ bool make_pipe(int* read_fd, int* write_fd) {
     slot.connections.fetch_add(1, std::memory_order_relaxed);
     slot.state.store(WorkerState::kReading, std::memory_order_relaxed);
     {
-      core::Context ctx = base;
+      core::Context ctx = gen.context();
       core::Peer peer{address_text(a.peer), &a.peer};
       core::Connection conn(ctx, std::move(peer), core::Clock::now());
       ScoredConnection scored(conn, slot);
@@ -244,9 +240,7 @@ bool make_pipe(int* read_fd, int* write_fd) {
     }
     slot.state.store(WorkerState::kIdle, std::memory_order_relaxed);
   }
-  if (health) {
-    health->stop();
-  }
+  gen.stop_health();
   core::flush_access_log();  // _exit skips the master's flush: this worker's lines are its own
   ::_exit(0);
 }
@@ -258,6 +252,7 @@ struct Worker {
   int slot = -1;
   core::TimePoint started;
   bool retiring = false;
+  std::uint32_t epoch = 0;  // of the configuration it serves with
 };
 
 class Master {
@@ -280,23 +275,27 @@ class Master {
       return 1;
     }
     backend_.publish(&scoreboard_);
-    if (config_.mode == core::Mode::kProxy) {
-      // Built once here and copied into every worker by fork(): each worker then balances
-      // with its own copy, as processes share nothing but the scoreboard.
-      try {
-        upstreams_ = std::make_unique<core::Upstreams>(config_);
-      } catch (const std::exception& e) {
-        core::log_error("prefork: %s", e.what());
-        return 1;
-      }
+    // The balancer is built here and copied into every worker by fork(): each worker then
+    // balances with its own copy, as processes share nothing but the scoreboard. Health
+    // checkers run in the workers.
+    try {
+      gen_ = backend_.generations().start(config_, false);
+    } catch (const std::exception& e) {
+      core::log_error("prefork: %s", e.what());
+      return 1;
     }
     for (;;) {
       core::TimePoint now = core::Clock::now();
       reap(now);
       manage(now);
-      pollfd fd{drain_fd_, POLLIN, 0};
-      if (::poll(&fd, 1, static_cast<int>(kTick.count())) > 0) {
-        break;
+      pollfd fds[2] = {{drain_fd_, POLLIN, 0}, {backend_.reload_fd(), POLLIN, 0}};
+      if (::poll(fds, 2, static_cast<int>(kTick.count())) > 0) {
+        if (fds[0].revents != 0) {
+          break;
+        }
+        if (fds[1].revents != 0) {
+          roll(core::Clock::now());
+        }
       }
     }
     return drain();
@@ -332,9 +331,9 @@ class Master {
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGUSR1);
+    sigaddset(&block, SIGHUP);
     WorkerSetup setup;
-    setup.config = &config_;
-    setup.upstreams = upstreams_.get();
+    setup.gen = gen_;
     setup.slot = &slot;
     setup.listen_fd = listen_fd;
     setup.own_listener = config_.reuseport;
@@ -361,7 +360,7 @@ class Master {
       return false;
     }
     slot.pid.store(pid, std::memory_order_relaxed);
-    workers_.push_back(Worker{pid, index, now, false});
+    workers_.push_back(Worker{pid, index, now, false, gen_->epoch()});
     return true;
   }
 
@@ -409,6 +408,38 @@ class Master {
             static_cast<long long>(hold.count()));
       }
     }
+  }
+
+  // A reload: the new generation's workers first (so an idle worker is always there), then
+  // every older worker retires: it finishes the connection in hand, whose next response says
+  // Connection: close (the epoch it carries is no longer the one in force), and exits.
+  void roll(core::TimePoint now) {
+    std::optional<core::Config> next = backend_.take_reload();
+    if (!next) {
+      return;
+    }
+    try {
+      gen_ = backend_.generations().publish(*next, false);
+    } catch (const std::exception& e) {
+      core::log_error("reload: %s", e.what());
+      return;
+    }
+    int room = max_workers_ - static_cast<int>(workers_.size());
+    for (int i = 0; i < std::min(min_spare_, room); ++i) {
+      if (!spawn(now)) {
+        break;
+      }
+    }
+    int retiring = 0;
+    for (Worker& w : workers_) {
+      if (!w.retiring && w.epoch != gen_->epoch()) {
+        w.retiring = true;
+        ::kill(w.pid, SIGUSR1);
+        ++retiring;
+      }
+    }
+    core::log_info("reload: generation %u in force; %d older workers retire",
+                   static_cast<unsigned>(gen_->epoch()), retiring);
   }
 
   // One look at the scoreboard: fork while fewer than min_spare workers are idle (the shortage,
@@ -502,7 +533,7 @@ class Master {
   core::TimePoint hold_until_{};
   PreforkBackend& backend_;
   Scoreboard scoreboard_;
-  std::unique_ptr<core::Upstreams> upstreams_;
+  std::shared_ptr<Generation> gen_;  // in force: new workers serve with it
   std::vector<Worker> workers_;
 };
 
@@ -512,6 +543,44 @@ int PreforkBackend::run(const core::Config& config, core::Listener& listener, in
   ::fcntl(listener.fd, F_SETFL, ::fcntl(listener.fd, F_GETFL) | O_NONBLOCK);
   Master master(config, listener, drain_fd, *this);
   return master.run();
+}
+
+PreforkBackend::PreforkBackend() {
+  if (!make_pipe(&reload_pipe_[0], &reload_pipe_[1])) {
+    core::log_error("prefork: pipe: %s", std::strerror(errno));
+  }
+}
+
+PreforkBackend::~PreforkBackend() {
+  ::close(reload_pipe_[0]);
+  ::close(reload_pipe_[1]);
+}
+
+std::string PreforkBackend::reload(const core::Config& next) {
+  if (next.mode == core::Mode::kProxy) {
+    try {
+      core::Upstreams check(next);  // what the master will build: fail here, change nothing
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+  }
+  {
+    std::lock_guard lock(reload_mu_);
+    pending_ = next;
+  }
+  char byte = 1;
+  if (::write(reload_pipe_[1], &byte, 1) != 1 && errno != EAGAIN) {
+    return std::string("pipe: ") + std::strerror(errno);
+  }
+  return "";
+}
+
+std::optional<core::Config> PreforkBackend::take_reload() {
+  char bytes[64];
+  while (::read(reload_pipe_[0], bytes, sizeof bytes) > 0) {
+  }
+  std::lock_guard lock(reload_mu_);
+  return std::exchange(pending_, std::nullopt);
 }
 
 void PreforkBackend::publish(const Scoreboard* board) {

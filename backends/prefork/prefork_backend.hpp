@@ -2,13 +2,13 @@
 // connection at a time with the blocking pump (Apache's prefork MPM, Python's multiprocessing).
 #pragma once
 
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
+#include "backends/common/generation.hpp"
 #include "backends/prefork/scoreboard.hpp"
-
-#include <memory>
-
 #include "server/backend.hpp"
 
 namespace gearbox::backends {
@@ -20,7 +20,21 @@ namespace gearbox::backends {
 // same, after serving what is already queued on its own --reuseport listener).
 class PreforkBackend final : public core::Backend {
  public:
+  PreforkBackend();
+  ~PreforkBackend() override;
+
   int run(const core::Config& config, core::Listener& listener, int drain_fd) override;
+  // Hands `next` to the master, which rolls the workers: it forks new ones with `next`, and
+  // every older worker finishes the connection in hand (its next response says
+  // Connection: close) and exits (nginx's reload, Apache's graceful restart).
+  std::string reload(const core::Config& next) override;
+  std::shared_ptr<const core::Config> config_in_force() const override { return gens_.config(); }
+
+  // For the master: the reload handed over since the last call, if any; the fd that turns
+  // readable when one is.
+  std::optional<core::Config> take_reload();
+  int reload_fd() const { return reload_pipe_[0]; }
+  Generations& generations() { return gens_; }
   // Every worker slot of the scoreboard: pid, state (idle, reading, writing, proxying), and the
   // connections and requests it served (Apache's mod_status).
   std::string status_json() const override;
@@ -31,6 +45,10 @@ class PreforkBackend final : public core::Backend {
  private:
   mutable std::mutex board_mu_;
   const Scoreboard* board_ = nullptr;
+  Generations gens_;
+  std::mutex reload_mu_;
+  std::optional<core::Config> pending_;  // under reload_mu_
+  int reload_pipe_[2] = {-1, -1};        // a byte per reload handed over
 };
 
 std::unique_ptr<core::Backend> make_prefork_backend();

@@ -17,7 +17,7 @@
 #include <memory>
 
 #include "backends/common/blocking_pump.hpp"
-#include "backends/common/health_check.hpp"
+#include "backends/common/generation.hpp"
 #include "backends/common/socket.hpp"
 #include "backends/common/upstream_pool.hpp"
 #include "server/balancer.hpp"
@@ -37,10 +37,7 @@ using std::chrono::milliseconds;
 struct Shared {
   explicit Shared(const core::Config& config) : pool(config) {}
 
-  core::Context base;  // copied per connection: `draining` is then written by one thread only
-  UpstreamPool pool;   // one per process: every thread may reuse any idle upstream connection
-  std::unique_ptr<core::Upstreams> upstreams;  // proxy mode; thread-safe (balancer.hpp)
-  std::unique_ptr<HealthChecker> health;
+  UpstreamPool pool;  // one per process: every thread may reuse any idle upstream connection
   int drain_fd = -1;
   // eventfd: each connection thread adds 1 as the very last thing it does with `Shared`. Only
   // the acceptor counts live threads (started minus the sum read here), so no thread ever
@@ -50,6 +47,7 @@ struct Shared {
 
 struct Task {
   Shared* shared;
+  std::shared_ptr<Generation> gen;  // the configuration in force at the accept
   int fd;
   sockaddr_storage peer;
 };
@@ -75,12 +73,13 @@ void* connection_main(void* arg) {
   Shared& s = *task->shared;
   const int left_fd = s.left_fd;
   {
-    core::Context ctx = s.base;
+    core::Context ctx = task->gen->context();
     core::Peer peer{address_text(task->peer), &task->peer};
     core::Connection conn(ctx, std::move(peer), core::Clock::now());
     PollIo io;
     pump(conn, io, PumpSetup{task->fd, s.drain_fd, &ctx, &s.pool});
   }
+  task.reset();  // the generation may end here: before leave(), which may free `Shared`
   leave(left_fd);
   return nullptr;
 }
@@ -88,21 +87,14 @@ void* connection_main(void* arg) {
 }  // namespace
 
 int ThreadBackend::run(const core::Config& config, core::Listener& listener, int drain_fd) {
-  auto* s = new Shared(config);
-  s->base.config = &config;
-  if (config.mode == core::Mode::kProxy) {
-    // One balancer per process, shared by every connection thread (it is thread-safe).
-    try {
-      s->upstreams = std::make_unique<core::Upstreams>(config);
-    } catch (const std::exception& e) {
-      core::log_error("thread backend: %s", e.what());
-      delete s;
-      return 1;
-    }
-    s->base.upstreams = s->upstreams.get();
-    s->health = std::make_unique<HealthChecker>(*s->upstreams);
-    s->health->start();
+  // One balancer per generation, shared by every connection thread (it is thread-safe).
+  try {
+    gens_.start(config);
+  } catch (const std::exception& e) {
+    core::log_error("thread backend: %s", e.what());
+    return 1;
   }
+  auto* s = new Shared(config);
   s->drain_fd = drain_fd;
   const int max_connections = std::max(config.max_connections, 1);
   s->left_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -111,6 +103,7 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
     delete s;
     return 1;
   }
+  track(&s->pool);
   ::fcntl(listener.fd, F_SETFL, ::fcntl(listener.fd, F_GETFL) | O_NONBLOCK);
 
   pthread_attr_t attr;
@@ -137,7 +130,7 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
       Accepted a = accept_client(listener.fd);
       if (a.fd >= 0) {
         warned = false;
-        auto* task = new Task{s, a.fd, a.peer};
+        auto* task = new Task{s, gens_.current(), a.fd, a.peer};
         pthread_t tid;
         int err = ::pthread_create(&tid, &attr, connection_main, task);
         if (err == 0) {
@@ -193,9 +186,8 @@ int ThreadBackend::run(const core::Config& config, core::Listener& listener, int
   // too and finishes on its own.
   ::close(listener.fd);
   listener.fd = -1;
-  if (s->health) {
-    s->health->stop();
-  }
+  untrack(&s->pool);
+  gens_.current()->stop_health();
   core::TimePoint deadline = core::Clock::now() + config.drain_timeout;
   for (;;) {
     live -= take_left(s->left_fd);

@@ -4,11 +4,11 @@
 
 #include <memory>
 
-#include "server/backend.hpp"
+#include "backends/common/generation.hpp"
 
 namespace gearbox::backends {
 
-class ThreadBackend final : public core::Backend {
+class ThreadBackend final : public ReloadingBackend {
  public:
   int run(const core::Config& config, core::Listener& listener, int drain_fd) override;
 };

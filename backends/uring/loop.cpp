@@ -34,16 +34,13 @@ struct Loop::CapacityAwait {
   void await_resume() const noexcept {}
 };
 
-Loop::Loop(const core::Config& config, core::Upstreams* upstreams, int listen_fd, int drain_fd,
+Loop::Loop(const core::Config& config, Generations& gens, int listen_fd, int drain_fd,
            int max_connections)
     : config_(config),
       listen_fd_(listen_fd),
       drain_fd_(drain_fd),
-      cap_(static_cast<std::size_t>(std::max(max_connections, 1))) {
-  ctx_.config = &config;
-  ctx_.upstreams = upstreams;
-  ctx_.buffers = &buffers_;
-  ctx_.driver_owns_input = true;  // received bytes are handed over from the buffer ring
+      cap_(static_cast<std::size_t>(std::max(max_connections, 1))),
+      gens_(gens) {
   if (config.mode == core::Mode::kProxy) {
     pool_ = std::make_unique<UpstreamPool>(config);
   }
@@ -53,6 +50,18 @@ Loop::~Loop() {
   for (char* b : spare_buffers_) {
     delete[] b;
   }
+}
+
+std::shared_ptr<LoopContext> Loop::context() {
+  if (ctx_ == nullptr || ctx_->gen->epoch() != gens_.epoch()) {
+    auto next = std::make_shared<LoopContext>();
+    next->gen = gens_.current();
+    next->ctx = next->gen->context();
+    next->ctx.buffers = &buffers_;
+    next->ctx.driver_owns_input = true;  // received bytes are handed over from the buffer ring
+    ctx_ = std::move(next);
+  }
+  return ctx_;
 }
 
 void Loop::attach(RingPump* p) {
@@ -101,7 +110,7 @@ void Loop::serve(int fd, const sockaddr_storage* peer) {
   sockaddr_storage addr{};
   if (peer != nullptr) {
     addr = *peer;
-  } else if (ctx_.upstreams != nullptr || !config_.access_log.empty()) {
+  } else if (config_.mode == core::Mode::kProxy || !config_.access_log.empty()) {
     // A multishot accept reports no address: asked for only where it is used (X-Forwarded-For,
     // the trusted-proxy check, the access log).
     socklen_t len = sizeof addr;
@@ -217,7 +226,6 @@ Detached Loop::watch_drain() {
 
 void Loop::begin_drain(core::TimePoint now) {
   draining_ = true;
-  ctx_.draining = true;
   drain_deadline_ = now + config_.drain_timeout;
   if (accept_op_ != nullptr) {
     prep_cancel(ring_, accept_op_);

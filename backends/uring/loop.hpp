@@ -1,6 +1,6 @@
 // One event loop of the uring backend: a thread, a ring, a listener, the connections it
 // accepted (one coroutine each), their deadlines, and its own pool of idle upstream
-// connections. Loops share nothing but the configuration and the proxy's balancer.
+// connections. Loops share nothing but the configuration generation in force and its balancer.
 #pragma once
 
 #include <sys/socket.h>
@@ -12,6 +12,7 @@
 #include <memory>
 #include <vector>
 
+#include "backends/common/generation.hpp"
 #include "backends/common/upstream_pool.hpp"
 #include "backends/uring/deadline_heap.hpp"
 #include "backends/uring/ring.hpp"
@@ -26,11 +27,19 @@ struct LoopStats;  // uring_backend.hpp
 
 class RingPump;
 
+// The context of the connections a loop accepted under one configuration generation; each
+// connection holds it until it ends.
+struct LoopContext {
+  std::shared_ptr<Generation> gen;
+  core::Context ctx;
+};
+
 class Loop {
  public:
   // `listen_fd` is owned by the loop from run() on (closed when it stops accepting).
-  // `upstreams` may be null (echo mode). `max_connections`: this loop's share of the cap.
-  Loop(const core::Config& config, core::Upstreams* upstreams, int listen_fd, int drain_fd,
+  // `gens` holds the configuration in force (published before run()); `config` is the start-up
+  // one, for what a reload cannot change. `max_connections`: this loop's share of the cap.
+  Loop(const core::Config& config, Generations& gens, int listen_fd, int drain_fd,
        int max_connections);
   ~Loop();
   Loop(const Loop&) = delete;
@@ -48,7 +57,9 @@ class Loop {
 
   // --- For the connections' pumps -------------------------------------------------------------
   Ring& ring() { return ring_; }
-  core::Context& context() { return ctx_; }
+  // For a connection accepted now: the context of the generation in force (made once per
+  // generation and loop).
+  std::shared_ptr<LoopContext> context();
   UpstreamPool* pool() { return pool_.get(); }
   DeadlineHeap& deadlines() { return deadlines_; }
   bool draining() const { return draining_; }
@@ -86,7 +97,8 @@ class Loop {
   std::size_t cap_;
   Ring ring_;
   core::BufferPool buffers_;  // the connections' input buffers, while they hold bytes
-  core::Context ctx_;
+  Generations& gens_;
+  std::shared_ptr<LoopContext> ctx_;  // of the newest generation this loop accepted under
   std::unique_ptr<UpstreamPool> pool_;
   DeadlineHeap deadlines_;
 

@@ -385,8 +385,8 @@ Detached serve_connection(Loop& loop, int fd, sockaddr_storage peer) {
   RingPump pump(loop, fd);
   bool abort = false;
   {
-    core::Connection conn(loop.context(), core::Peer{address_text(peer), &peer},
-                          core::Clock::now());
+    std::shared_ptr<LoopContext> ctx = loop.context();  // the configuration in force now
+    core::Connection conn(ctx->ctx, core::Peer{address_text(peer), &peer}, core::Clock::now());
     while (!pump.apply(conn)) {
       co_await pump.next();
     }

@@ -13,7 +13,6 @@
 #include <thread>
 #include <vector>
 
-#include "backends/common/health_check.hpp"
 #include "backends/common/socket.hpp"
 #include "backends/uring/loop.hpp"
 #include "backends/uring/ring.hpp"
@@ -28,17 +27,12 @@ std::string uring_unavailable() {
 
 int UringBackend::run(const core::Config& config, core::Listener& listener, int drain_fd) {
   const int workers = config.workers > 0 ? config.workers : 1;
-  std::unique_ptr<core::Upstreams> upstreams;
-  std::unique_ptr<HealthChecker> health;
-  if (config.mode == core::Mode::kProxy) {
-    try {
-      upstreams = std::make_unique<core::Upstreams>(config);
-    } catch (const std::exception& e) {
-      core::log_error("uring backend: %s", e.what());
-      return 1;
-    }
-    health = std::make_unique<HealthChecker>(*upstreams);
-    health->start();
+  // One balancer per generation, shared by the loops (it is thread-safe).
+  try {
+    gens_.start(config);
+  } catch (const std::exception& e) {
+    core::log_error("uring backend: %s", e.what());
+    return 1;
   }
 
   // One listener per loop: the kernel spreads new connections over them (SO_REUSEPORT). When a
@@ -65,9 +59,15 @@ int UringBackend::run(const core::Config& config, core::Listener& listener, int 
   stats_ = std::make_unique<uring::LoopStats[]>(static_cast<std::size_t>(workers));
   loops_.store(workers, std::memory_order_release);
   auto serve = [&](int i) {
-    uring::Loop loop(config, upstreams.get(), fds[static_cast<std::size_t>(i)], drain_fd, share);
+    uring::Loop loop(config, gens_, fds[static_cast<std::size_t>(i)], drain_fd, share);
     loop.publish_to(&stats_[static_cast<std::size_t>(i)]);
+    if (loop.pool() != nullptr) {
+      track(loop.pool());
+    }
     status[static_cast<std::size_t>(i)] = loop.run(i == 0 ? workers : 0);
+    if (loop.pool() != nullptr) {
+      untrack(loop.pool());
+    }
   };
   std::vector<std::thread> threads;
   for (int i = 1; i < workers; ++i) {
@@ -77,9 +77,7 @@ int UringBackend::run(const core::Config& config, core::Listener& listener, int 
   for (std::thread& t : threads) {
     t.join();
   }
-  if (health) {
-    health->stop();
-  }
+  gens_.current()->stop_health();
   return *std::max_element(status.begin(), status.end());
 }
 

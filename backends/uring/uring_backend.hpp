@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "server/backend.hpp"
+#include "backends/common/generation.hpp"
 
 namespace gearbox::backends {
 namespace uring {
@@ -25,7 +25,7 @@ struct LoopStats {
 
 }  // namespace uring
 
-class UringBackend final : public core::Backend {
+class UringBackend final : public ReloadingBackend {
  public:
   int run(const core::Config& config, core::Listener& listener, int drain_fd) override;
   // Per loop: turns so far and per second since the last call, ring operations in flight, and

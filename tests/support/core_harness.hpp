@@ -208,6 +208,8 @@ class CoreHarness {
   }
   int reuses() const { return reuses_; }
   core::Connection& conn() { return *conn_; }
+  // The connection's context (it is read at each event: e.g. set config_epoch here).
+  core::Context& context() { return ctx_; }
   int client_writes() const { return client_writes_; }
   // Input buffers given back to the pool and not taken again.
   std::size_t free_buffers() const { return buffers_.free_count(); }

@@ -2,6 +2,7 @@
 // split at every byte boundary, and timeouts on a fake clock.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <string>
 
 #include "tests/support/core_harness.hpp"
@@ -53,6 +54,30 @@ TEST(ConnectionEcho, Plaintext) {
   EXPECT_EQ(h.output(), kPlaintextResponse);
   EXPECT_FALSE(h.closed());
   EXPECT_TRUE(h.conn().idle());
+}
+
+// A reload (SIGHUP) superseded the configuration the connection was accepted under: the next
+// response says Connection: close and the connection ends after it, at a request boundary.
+TEST(ConnectionEcho, ASupersededConfigurationClosesAfterTheNextResponse) {
+  std::atomic<std::uint32_t> in_force{3};
+  CoreHarness h;
+  h.context().config_epoch = &in_force;
+  h.context().epoch = 3;
+  h.send("GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+  h.run();
+  EXPECT_EQ(h.output().find("Connection: close"), std::string::npos) << h.output();
+  EXPECT_FALSE(h.closed());
+  const std::size_t first = h.output().size();
+  in_force = 4;
+  h.send("GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+  h.run();
+  std::string second = h.output().substr(first);
+  EXPECT_TRUE(second.starts_with("HTTP/1.1 200 OK\r\n")) << second;
+  EXPECT_NE(second.find("\r\nConnection: close\r\n"), std::string::npos) << second;
+  EXPECT_TRUE(h.shut_wr()) << "the close began (the lingering close waits for the client's FIN)";
+  h.send_eof();
+  h.run();
+  EXPECT_TRUE(h.closed());
 }
 
 TEST(ConnectionEcho, PipelinedRequestsAnsweredInOrder) {

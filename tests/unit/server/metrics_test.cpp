@@ -6,6 +6,8 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "server/config.hpp"
 
@@ -70,6 +72,37 @@ TEST(Metrics, UpstreamSeriesCarryGroupAndServerAndHealth) {
                 .find("gearbox_upstream_up{upstream=\"web\\\"x\",server=\"10.0.0.2:80\"} 1\n"),
             std::string::npos)
       << "up again once down_until has passed";
+}
+
+// A reload keeps each server's metric row: a kept server (same group and address) has the same
+// row wherever it is listed now, and a new one takes a row nobody used.
+TEST(Metrics, ReloadKeepsEachServersRowAndGivesNewOnesFreeRows) {
+  auto group = [](std::string name, std::vector<std::string> servers) {
+    UpstreamGroup g;
+    g.name = std::move(name);
+    for (std::string& text : servers) {
+      UpstreamServer s;
+      s.endpoint.text = std::move(text);
+      g.servers.push_back(std::move(s));
+    }
+    return g;
+  };
+  Config prev;
+  prev.groups = {group("api", {"10.0.0.1:80", "10.0.0.2:80"}), group("web", {"10.0.0.3:80"})};
+  Config next;
+  next.groups = {group("web", {"10.0.0.9:80", "10.0.0.3:80"}), group("api", {"10.0.0.2:80"})};
+  carry_slots(prev, next);
+  EXPECT_EQ(server_index(next, 0, 1), 2u) << "web 10.0.0.3 kept its row";
+  EXPECT_EQ(server_index(next, 1, 0), 1u) << "api 10.0.0.2 kept its row";
+  EXPECT_EQ(server_index(next, 0, 0), 3u) << "the new server takes a row neither used";
+  Config third = next;
+  for (UpstreamGroup& g : third.groups) {
+    for (UpstreamServer& s : g.servers) {
+      s.metric_slot = static_cast<std::size_t>(-1);
+    }
+  }
+  carry_slots(next, third);
+  EXPECT_EQ(server_index(third, 0, 0), 3u) << "rows survive a second reload";
 }
 
 TEST(Metrics, ErrorKindsOfTheStatusesTheServerAnswers) {

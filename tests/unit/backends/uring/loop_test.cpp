@@ -52,11 +52,9 @@ class LoopThread {
     EXPECT_TRUE(listener.has_value()) << error;
     port_ = std::stoi(listener->address.substr(listener->address.rfind(':') + 1));
     EXPECT_EQ(::pipe2(drain_, O_CLOEXEC), 0);
-    if (config_.mode == core::Mode::kProxy) {
-      upstreams_ = std::make_unique<core::Upstreams>(config_);
-    }
+    gens_.publish(config_);
     thread_ = std::thread([this, fd = listener->fd] {
-      Loop loop(config_, upstreams_.get(), fd, drain_[0], config_.max_connections);
+      Loop loop(config_, gens_, fd, drain_[0], config_.max_connections);
       if (g_basic_ring) {
         loop.use_basic_ring();
       }
@@ -89,7 +87,7 @@ class LoopThread {
 
  private:
   core::Config config_;
-  std::unique_ptr<core::Upstreams> upstreams_;
+  Generations gens_;
   int port_ = 0;
   int drain_[2] = {-1, -1};
   std::thread thread_;
