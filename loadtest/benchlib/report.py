@@ -367,6 +367,12 @@ def _measured(e: dict | None) -> float | None:
     return med(e, "rps_per_core") if e and e["good_runs"] else None
 
 
+def _overlap(x: dict, y: dict) -> bool:
+    """Two min–max ranges of more than one value between them overlap: the gap is noise."""
+    spread = x["min"] != x["max"] or y["min"] != y["max"]
+    return spread and x["min"] <= y["max"] and y["min"] <= x["max"]
+
+
 def metrics_cost(summary: dict) -> list[str]:
     """Per gearbox backend: plaintext req/s per server core without metrics beside the same
     load with metrics counted and scraped every second, and their ratio (medians, this run)."""
@@ -380,8 +386,9 @@ def metrics_cost(summary: dict) -> list[str]:
            "response counted, `/metrics` rendered and GET once a second by the runner; the "
            "admin thread's CPU is the server's, so it is in the cost). Medians over each "
            "side's correct runs in this run, interleaved; ratio = with ÷ without, so below 1× "
-           "is what counting and scraping cost. A gap inside the two sides' min–max spread is "
-           "noise of the shared machine, not a cost.", "",
+           "is what counting and scraping cost. \"inside the spread\": the two sides' min–max "
+           "ranges overlap, so this run cannot tell the gap from the shared machine's noise.",
+           "",
            "| backend | without metrics | with metrics scraped every second | ratio | "
            "scrapes per run |", "|---|---|---|---|---|"]
     if not names:
@@ -397,6 +404,8 @@ def metrics_cost(summary: dict) -> list[str]:
         a, b = plain.get(n), scraped.get(n)
         pa, pb = _measured(a), _measured(b)
         r = f"{pb / pa:.2f}× ({(pb / pa - 1) * 100:+.1f} %)" if pa and pb else "not measured"
+        if pa and pb and _overlap(a["rps_per_core"], b["rps_per_core"]):
+            r += ", inside the spread"
         scrapes = fmt_num(med(b, "metrics_scrapes")) if pb is not None else "-"
         out.append(f"| {n} | {side(a)} | {side(b)} | {r} | {scrapes} |")
     return out

@@ -314,12 +314,18 @@ class Report(unittest.TestCase):
         text = report.render(data, runner.aggregate(data["runs"]), "charts")
         section = text[text.index("### What the metrics cost"):text.index("## echo-4k")]
         self.assertIn("| thread | 10,100 (10,000–10,200) | 9,190 (9,090–9,290) | 0.91× (-9.0 %) "
-                      "| 5 |", section)
+                      "| 5 |", section)  # ranges apart: a cost, not noise
         self.assertIn("| pool | 25,125 (25,000–25,250) | not measured (error) | not measured | - |",
                       section)
         self.assertIn("| prefork | not measured (start-failed) | not measured | not measured | - |",
                       section)
         self.assertNotIn("nginx", section)  # gearbox's own counters: no peer row
+        for rep in range(3):  # fiber: ranges overlap, so the gap is called noise
+            data["runs"].append(fake_record("fiber", "plaintext", rep, 10000 + rep * 300, 1.0))
+            data["runs"].append(fake_record("fiber", "metrics", rep, 9800 + rep * 300, 1.0))
+        text = report.render(data, runner.aggregate(data["runs"]), "charts")
+        self.assertIn("| fiber | 10,300 (10,000–10,600) | 10,100 (9,800–10,400) | 0.98× (-1.9 %), "
+                      "inside the spread |", text)
         self.assertIn("with ÷ without", section)
 
     def test_bottleneck(self):
