@@ -3,8 +3,8 @@
 
 #include <sys/mman.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -81,8 +81,8 @@ std::shared_ptr<Generation> Generations::publish(const core::Config& config, boo
   {
     std::lock_guard lock(mu_);
     std::uint32_t epoch = current_ ? current_->epoch() + 1 : 0;
-    next = std::make_shared<Generation>(std::make_shared<const core::Config>(config), epoch,
-                                        epoch_);
+    next =
+        std::make_shared<Generation>(std::make_shared<const core::Config>(config), epoch, epoch_);
     if (health) {
       next->start_health();
     }

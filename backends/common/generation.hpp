@@ -82,7 +82,7 @@ class Generations {
 
  private:
   std::atomic<std::uint32_t>* epoch_ = nullptr;  // in the shared page
-  mutable std::mutex mu_;                         // publish() against current()
+  mutable std::mutex mu_;                        // publish() against current()
   std::shared_ptr<Generation> current_;
 };
 

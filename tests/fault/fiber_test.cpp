@@ -118,27 +118,6 @@ TEST_P(FiberTest, IdleKeepAliveConnectionCostsLittleMemory) {
   EXPECT_GE(guarded_stacks(server_.pid(), 96 * 1024), kConns);
 }
 
-// At --max-connections the acceptor stops accepting; the next client waits in the backlog and
-// is served as soon as a connection leaves (the leaving fiber unparks the acceptor).
-TEST_P(FiberTest, MaxConnectionsHoldsTheRestInTheBacklog) {
-  ASSERT_TRUE(start_server({"--threads", "2", "--max-connections", "2"}));
-  std::vector<Socket> held;
-  for (int i = 0; i < 2; ++i) {
-    held.push_back(Socket::connect(port()));
-    ASSERT_TRUE(held.back().send_all(get("/plaintext")));
-    ASSERT_TRUE(held.back().read_response(5s).ok());
-  }
-  Socket third = Socket::connect(port());  // completes in the kernel's backlog
-  ASSERT_TRUE(third.valid()) << third.error();
-  ASSERT_TRUE(third.send_all(get("/plaintext")));
-  HttpResponse early = third.read_response(400ms);
-  EXPECT_FALSE(early.ok()) << "a third connection was served past --max-connections 2";
-  held[0].close();
-  HttpResponse late = third.read_response(5s);
-  ASSERT_TRUE(late.ok()) << late.error;
-  EXPECT_EQ(late.status, 200);
-}
-
 // One client pipelines thousands of requests and never reads: its fiber fills the socket and
 // parks on the write. With one scheduler thread, every other connection is still answered
 // promptly; and the slow client's own answers are all there once it reads.

@@ -57,33 +57,6 @@ TEST(UringBackend, IsTheDefaultWhereTheHostAllowsElsePool) {
   EXPECT_EQ(server.stop(), 0) << server.log_text();
 }
 
-TEST(UringBackend, MaxConnectionsHoldsTheRestInTheBacklog) {
-  if (!uring_here()) {
-    GTEST_SKIP() << "io_uring unavailable here";
-  }
-  ServerProcess server;
-  ASSERT_TRUE(server.start(gearbox_binary(), {"--backend", "uring", "--listen", "127.0.0.1:0",
-                                              "--max-connections", "2"}));
-  const std::string get = "GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n";
-  std::vector<Socket> held;
-  for (int i = 0; i < 2; ++i) {
-    held.push_back(Socket::connect(server.port()));
-    ASSERT_TRUE(held.back().send_all(get));
-    HttpResponse r = held.back().read_response(5s);
-    ASSERT_TRUE(r.ok()) << r.error;
-  }
-  Socket third = Socket::connect(server.port());  // completes in the kernel's backlog
-  ASSERT_TRUE(third.valid()) << third.error();
-  ASSERT_TRUE(third.send_all(get));
-  HttpResponse early = third.read_response(400ms);
-  EXPECT_FALSE(early.ok()) << "a third connection was served past --max-connections 2";
-  held[0].close();
-  HttpResponse late = third.read_response(5s);
-  ASSERT_TRUE(late.ok()) << late.error;
-  EXPECT_EQ(late.status, 200);
-  EXPECT_EQ(server.stop(), 0) << server.log_text();
-}
-
 TEST(UringBackend, WorkersServeTogetherAndDrainTogether) {
   if (!uring_here()) {
     GTEST_SKIP() << "io_uring unavailable here";

@@ -106,16 +106,9 @@ TEST_P(ProxyFaultTest, ResponseHopByHopFieldsRemovedAndViaAdded) {
 }
 
 TEST_P(ProxyFaultTest, UpgradeIsTunnelledAfter101) {
-  std::mutex mutex;
-  std::string upstream_head;
   start_with([&](FakeConnection& conn) {
-    auto head = conn.read_head();
-    if (!head) {
+    if (!conn.read_head()) {
       return;
-    }
-    {
-      std::lock_guard lock(mutex);
-      upstream_head = *head;
     }
     conn.send(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
@@ -136,13 +129,12 @@ TEST_P(ProxyFaultTest, UpgradeIsTunnelledAfter101) {
   ASSERT_EQ(r.status, 101) << r.raw_head;
   EXPECT_TRUE(r.has_connection_token("upgrade")) << r.raw_head;
   EXPECT_EQ(lower(r.header("Upgrade").value_or("")), "websocket") << r.raw_head;
-  {
-    std::lock_guard lock(mutex);
-    EXPECT_EQ(head_values(upstream_head, "Upgrade"), std::vector<std::string>{"websocket"})
-        << upstream_head;
-    EXPECT_EQ(head_values(upstream_head, "Sec-WebSocket-Version"), std::vector<std::string>{"13"})
-        << upstream_head;
-  }
+  ASSERT_EQ(fake_.request_heads().size(), 1u);
+  const std::string upstream_head = fake_.request_heads()[0];
+  EXPECT_EQ(head_values(upstream_head, "Upgrade"), std::vector<std::string>{"websocket"})
+      << upstream_head;
+  EXPECT_EQ(head_values(upstream_head, "Sec-WebSocket-Version"), std::vector<std::string>{"13"})
+      << upstream_head;
   ASSERT_TRUE(s.send_all("ping-1"));
   EXPECT_EQ(s.read_some(6, 3s), "ping-1");
   std::string big = binary_body(256 * 1024);
@@ -172,16 +164,9 @@ TEST_P(ProxyFaultTest, UpgradeIsTunnelledAfter101) {
 // only come from the proxy, and that records the head it got, which must carry no Expect
 // (the proxy answered it; RFC 9110 §10.1.1).
 TEST_P(ProxyFaultTest, ExpectContinueAnsweredByTheProxy) {
-  std::mutex mutex;
-  std::string upstream_head;
   start_with([&](FakeConnection& conn) {
-    auto head = conn.read_head();
-    if (!head) {
+    if (!conn.read_head()) {
       return;
-    }
-    {
-      std::lock_guard lock(mutex);
-      upstream_head = *head;
     }
     std::string body = conn.read_exact(5);
     conn.send("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
@@ -200,7 +185,8 @@ TEST_P(ProxyFaultTest, ExpectContinueAnsweredByTheProxy) {
   ASSERT_TRUE(r.ok()) << r.error;
   EXPECT_EQ(r.status, 200) << r.raw_head;
   EXPECT_EQ(r.body, "hello");
-  std::lock_guard lock(mutex);
+  ASSERT_EQ(fake_.request_heads().size(), 1u);
+  const std::string upstream_head = fake_.request_heads()[0];
   EXPECT_TRUE(upstream_head.starts_with("POST /echo HTTP/1.1\r\n")) << upstream_head;
   EXPECT_TRUE(head_values(upstream_head, "Expect").empty()) << "Expect reached the upstream:\n"
                                                             << upstream_head;

@@ -69,7 +69,7 @@ std::optional<std::string> FakeConnection::read_head(std::chrono::milliseconds t
     if (end != std::string::npos) {
       std::string head = buffer_.substr(0, end + 4);
       buffer_.erase(0, end + 4);
-      owner_.record_request(head.substr(0, head.find("\r\n")));
+      owner_.record_request(head);
       return head;
     }
     if (!fill(deadline)) {
@@ -207,15 +207,24 @@ void FakeUpstream::stop() {
   listen_fd_ = -1;
 }
 
-void FakeUpstream::record_request(std::string line) {
+void FakeUpstream::record_request(std::string head) {
   std::lock_guard lock(mutex_);
-  lines_.push_back(std::move(line));
+  heads_.push_back(std::move(head));
   requests_.fetch_add(1);
 }
 
 std::vector<std::string> FakeUpstream::request_lines() const {
   std::lock_guard lock(mutex_);
-  return lines_;
+  std::vector<std::string> lines;
+  for (const std::string& head : heads_) {
+    lines.push_back(head.substr(0, head.find("\r\n")));
+  }
+  return lines;
+}
+
+std::vector<std::string> FakeUpstream::request_heads() const {
+  std::lock_guard lock(mutex_);
+  return heads_;
 }
 
 FakeUpstream::Handler fixed_response_handler(std::string response, int max_requests) {

@@ -75,12 +75,14 @@ class FakeUpstream {
   int requests() const { return requests_.load(); }
   // Request lines of those heads, in the order they were read.
   std::vector<std::string> request_lines() const;
+  // The whole heads (up to and including the blank line), in the order they were read.
+  std::vector<std::string> request_heads() const;
   bool stopping() const { return stopping_.load(); }
 
  private:
   friend class FakeConnection;
   void accept_loop();
-  void record_request(std::string line);
+  void record_request(std::string head);
 
   int listen_fd_ = -1;
   int port_ = 0;
@@ -89,7 +91,7 @@ class FakeUpstream {
   std::atomic<int> connections_{0};
   std::atomic<int> requests_{0};
   mutable std::mutex mutex_;
-  std::vector<std::string> lines_;
+  std::vector<std::string> heads_;
   std::vector<int> open_fds_;
   std::vector<std::thread> threads_;
   std::thread acceptor_;
