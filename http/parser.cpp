@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cctype>
 #include <cstring>
 
 namespace gearbox::http {
@@ -77,9 +78,51 @@ bool parse_content_length(std::string_view value, bool& seen, std::uint64_t& out
   return ok && any;
 }
 
+// A Host field value (RFC 9110 §7.2: uri-host [ ":" port ], RFC 3986 §3.2.2). Empty is valid (a
+// target without an authority). No userinfo, no spaces, nothing a URI authority cannot hold.
+bool valid_host(std::string_view v) {
+  auto sub_delim_or_unreserved = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+           std::string_view("-._~!$&'()*+,;=%").find(c) != std::string_view::npos;
+  };
+  std::size_t i = 0;
+  if (!v.empty() && v[0] == '[') {  // IP-literal: IPv6address or IPvFuture
+    std::size_t close = v.find(']');
+    if (close == std::string_view::npos || close == 1) {
+      return false;
+    }
+    for (i = 1; i < close; ++i) {
+      if (!sub_delim_or_unreserved(v[i]) && v[i] != ':') {
+        return false;
+      }
+    }
+    i = close + 1;
+  } else {
+    while (i < v.size() && v[i] != ':') {
+      if (!sub_delim_or_unreserved(v[i])) {
+        return false;
+      }
+      ++i;
+    }
+  }
+  if (i == v.size()) {
+    return true;
+  }
+  if (v[i] != ':') {
+    return false;
+  }
+  for (++i; i < v.size(); ++i) {  // port = *DIGIT
+    if (std::isdigit(static_cast<unsigned char>(v[i])) == 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // What the framing fields of one head say (RFC 9112 §6, RFC 9110 §7.6.1, §7.8, §10.1.1).
 struct FieldFacts {
   std::size_t host = 0;
+  bool host_bad = false;  // a Host value that is no uri-host [":" port]
   bool cl_seen = false;
   bool cl_bad = false;
   std::uint64_t cl = 0;
@@ -103,6 +146,7 @@ FieldFacts scan_fields(const Headers& headers) {
       case 4:
         if (iequals(n, "Host")) {
           ++f.host;
+          f.host_bad = f.host_bad || !valid_host(v);
         }
         break;
       case 6:
@@ -179,6 +223,12 @@ struct Engine {
   bool line_done = false;
   bool field_open = false;
   bool in_trailers = false;  // the last chunk was seen: the trailer section is parsed here
+  // llhttp knows a fixed list of methods. Where it stops inside the method, the rest of the
+  // method token is read here: a token ending in SP is a method this server does not implement,
+  // 501 (RFC 9110 §9.1: "FOO", "get"); anything else (a TLS hello, control characters) is 400.
+  bool in_method_scan = false;
+  std::size_t method_scan_len = 0;
+  static constexpr std::size_t kMaxMethodToken = 64;
   // The trailer section (RFC 9112 §7.1.2) is parsed by parse_trailers(), not by llhttp, which
   // would read Content-Length, Transfer-Encoding and Connection in it as if they were header
   // fields; trailer fields are never framing (RFC 9110 §6.5.1).
@@ -467,8 +517,9 @@ int Engine::request_head() {
   h.version_minor = p.http_minor;
   h.method_kind = method_from(h.method);
   FieldFacts f = scan_fields(h.headers);
-  // RFC 9112 §3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0.
-  if (f.host > 1 || (f.host == 0 && h.version_minor == 1)) {
+  // RFC 9112 §3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0, and a valid one
+  // (RFC 9110 §7.2: 400 for an invalid field value).
+  if (f.host > 1 || (f.host == 0 && h.version_minor == 1) || f.host_bad) {
     fail(Error::kBadRequest);
     return -1;
   }
@@ -683,6 +734,16 @@ ParseStep Engine::feed(std::string_view input) {
   const char* base = input.empty() ? kEmpty : input.data();
   std::size_t off = 0;
   for (;;) {
+    if (in_method_scan) {
+      for (; off < input.size(); ++off) {
+        const char c = input[off];
+        if (c == ' ' || !is_tchar(c) || ++method_scan_len > kMaxMethodToken) {
+          fail(c == ' ' ? Error::kNotImplemented : Error::kBadRequest);
+          return error_step(HPE_USER);
+        }
+      }
+      return {Kind::kNeedMore, input.size(), {}, Error::kNone};
+    }
     if (in_trailers) {
       body = {};  // a kError step carries no stale body piece from an earlier feed
       bool ended = false;
@@ -747,6 +808,15 @@ ParseStep Engine::feed(std::string_view input) {
       }
       assert(off + len == input.size());
       return {Kind::kNeedMore, input.size(), body, Error::kNone};
+    }
+    if (err == HPE_INVALID_METHOD && request && error == Error::kNone) {
+      const char* at = llhttp_get_error_pos(&p);
+      if (at >= data && at < data + len && is_tchar(*at)) {
+        in_method_scan = true;
+        method_scan_len = head_pos(at);  // the token's bytes before the one llhttp refused
+        off += static_cast<std::size_t>(at - data);
+        continue;
+      }
     }
     if (err != HPE_PAUSED) {
       return error_step(err);

@@ -201,6 +201,20 @@ TEST_P(ErrorTest, TwoHostsIs400) {
   expect_error("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400);
 }
 
+TEST_P(ErrorTest, InvalidHostValueIs400) {
+  ASSERT_TRUE(start_server());
+  // RFC 9110 §7.2 / RFC 9112 §3.2: a Host that is no uri-host [":" port] -> 400.
+  expect_error("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400);
+  expect_error("GET / HTTP/1.1\r\nHost: user@example.com\r\n\r\n", 400);
+}
+
+TEST_P(ErrorTest, UnknownMethodIs501) {
+  ASSERT_TRUE(start_server());
+  // RFC 9110 §9.1: a method token the server does not recognise -> 501 Not Implemented.
+  expect_error("BREW /pot HTTP/1.1\r\nHost: test\r\n\r\n", 501);
+  expect_error("get / HTTP/1.1\r\nHost: test\r\n\r\n", 501);  // methods are case-sensitive
+}
+
 TEST_P(ErrorTest, ControlCharacterInTargetIs400) {
   ASSERT_TRUE(start_server());
   expect_error(std::string("GET /a\x01") + "b HTTP/1.1\r\nHost: test\r\n\r\n", 400);

@@ -526,6 +526,33 @@ TEST(RequestParser, HostRules) {
   EXPECT_EQ(req("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"), error(400));
   EXPECT_EQ(req("GET / HTTP/1.1\r\nHost:\r\n\r\n"),
             "head GET / 1.1 none keep-alive [Host: ]\nend\n");
+  // RFC 9110 §7.2: an invalid Host value is 400 too. A Host is uri-host [":" port].
+  EXPECT_EQ(req("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), error(400));
+  EXPECT_EQ(req("GET / HTTP/1.1\r\nHost: user@a\r\n\r\n"), error(400));
+  EXPECT_EQ(req("GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n"), error(400));
+  EXPECT_EQ(req("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"), error(400));
+  EXPECT_EQ(req("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n"), error(400));
+  EXPECT_EQ(req("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n"), error(400));
+  for (std::string_view host :
+       {"a.example:8080", "[::1]:80", "[v1.x]", "10.0.0.1", "xn--b-f.c", "a:", "%41b"}) {
+    std::string in = "GET / HTTP/1.1\r\nHost: " + std::string(host) + "\r\n\r\n";
+    EXPECT_EQ(req(in), "head GET / 1.1 none keep-alive [Host: " + std::string(host) + "]\nend\n")
+        << host;
+  }
+}
+
+// RFC 9110 §9.1: a method the server does not know, spelled as a token, is 501 Not Implemented;
+// bytes that cannot be a method at all are a bad request.
+TEST(RequestParser, UnknownMethodTokenIs501AndGarbageIs400) {
+  EXPECT_EQ(req("FOO / HTTP/1.1\r\nHost: x\r\n\r\n"), error(501));
+  EXPECT_EQ(req("get / HTTP/1.1\r\nHost: x\r\n\r\n"), error(501));
+  EXPECT_EQ(req("GETX / HTTP/1.1\r\nHost: x\r\n\r\n"), error(501));
+  EXPECT_EQ(req("\x16\x03\x01\x00\xa5\x01\x00"), error(400));
+  EXPECT_EQ(req("G\x01T / HTTP/1.1\r\nHost: x\r\n\r\n"), error(400));
+  EXPECT_EQ(req("BAD\x01 / HTTP/1.1\r\nHost: x\r\n\r\n"), error(400));
+  EXPECT_EQ(req("FO\tO / HTTP/1.1\r\nHost: x\r\n\r\n"), error(400));
+  EXPECT_EQ(req(std::string(100, 'Z') + " / HTTP/1.1\r\nHost: x\r\n\r\n"), error(400));
+  EXPECT_EQ(req("\r\nFOO / HTTP/1.1\r\nHost: x\r\n\r\n"), error(501));
 }
 
 TEST(RequestParser, ControlCharactersInTargetAre400) {
@@ -548,7 +575,6 @@ TEST(RequestParser, ControlCharactersInFieldValuesAre400) {
 
 TEST(RequestParser, InvalidTokensAre400) {
   EXPECT_EQ(req("G(T / HTTP/1.1\r\nHost: x\r\n\r\n"), error(400));
-  EXPECT_EQ(req("get / HTTP/1.1\r\nHost: x\r\n\r\n"), error(400));
   EXPECT_EQ(req("GET  / HTTP/1.1\r\nHost: x\r\n\r\n"), error(400));
   EXPECT_EQ(req("GET /  HTTP/1.1\r\nHost: x\r\n\r\n"), error(400));
   EXPECT_EQ(req("GET / HTTP/1.1 \r\nHost: x\r\n\r\n"), error(400));
