@@ -56,6 +56,10 @@ PEER_CODE = {
 }
 
 PLAINTEXT = "Hello, World!"
+# Idle upstream connections kept per server in the proxy scenario, by the nginx peer (`keepalive`) and
+# by gearbox (--proxy-keepalive) alike: a pool smaller than the 64 connections in flight makes
+# either open and close an upstream connection for many requests (gearbox's default is 32).
+PROXY_KEEPALIVE = 256
 DONE = "done"        # gearbox's body for /delay/<ms> and /cpu/<ms>
 ECHO = "=echo"       # the response body must be the request body, byte for byte
 
@@ -122,7 +126,7 @@ SCENARIOS = (
     Scenario("c10k", "GET", "/plaintext", 10000, smoke_connections=500, wrk_threads=4, min_duration=15, peers=("nginx", "go", "py-thread", "py-asyncio", "py-uvloop"), about="GET /plaintext over 10,000 keep-alive connections", server_flags=("--max-connections=20000", "--backlog=4096")),
     Scenario("delay", "GET", "/delay/100", 1000, smoke_connections=100, expect=DONE, peers=("go",) + PY, smoke_peers=True, about="GET /delay/100 at 1,000 connections: waiting without working"),
     Scenario("cpu", "GET", "/cpu/2", 16, expect=DONE, peers=("go", "py-mp", "py-thread", "py-asyncio"), smoke_peers=True, about="GET /cpu/2 at 16 connections: 2 ms of computation per request"),
-    Scenario("proxy", "GET", "/plaintext", 64, mode="proxy", peers=("nginx",), smoke_peers=True, about="GET /plaintext through the proxy to an nginx upstream (`return 200`, one worker, on the client CPU), 64 connections"),
+    Scenario("proxy", "GET", "/plaintext", 64, mode="proxy", peers=("nginx",), smoke_peers=True, about="GET /plaintext through the proxy to an nginx upstream (`return 200`, one worker, on the client CPU), 64 connections", server_flags=(f"--proxy-keepalive={PROXY_KEEPALIVE}",)),
     # The lessons' own scenarios.
     Scenario("gil", "GET", "/cpu/2", 16, expect=DONE, all_cpus=True, variants=(1, 2), peers=GIL_PEERS, group="lessons", about="GET /cpu/2 at 16 connections with both CPUs for the server (wrk, light here, shares them), at 1 and 2 threads/processes/loops: who turns two cores into twice the work"),
     Scenario("multi-plaintext", "GET", "/plaintext", 64, all_cpus=True, variants=(1, 2), only_parallel=True, group="lessons", in_smoke=False, about="GET /plaintext, 64 connections, both CPUs (shared with wrk), at 1 and 2 threads/loops"),

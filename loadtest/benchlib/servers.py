@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import procstat
+from .matrix import PROXY_KEEPALIVE
 
 LISTENING = re.compile(r"listening on (\S+):(\d+)")
 HERE = Path(__file__).resolve().parent.parent
@@ -171,7 +172,7 @@ NGINX_ECHO = """\
 NGINX_PROXY = """\
   upstream gearbox_upstream {{
     server 127.0.0.1:{upstream_port};
-    keepalive 256;
+    keepalive {keepalive};
     keepalive_requests 100000000;
   }}
   server {{
@@ -203,7 +204,8 @@ def nginx_config(role: str, tmp: Path, port: int, upstream_port: int | None = No
     fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     return NGINX_CONF.format(
         role=role, workers=workers, dir=tmp, fd_limit=fd_limit,
-        body=body.format(port=port, upstream_port=upstream_port, status_port=status_port))
+        body=body.format(port=port, upstream_port=upstream_port, status_port=status_port,
+                         keepalive=PROXY_KEEPALIVE))
 
 
 def nginx_binary() -> str | None:

@@ -568,6 +568,11 @@ class NginxConfig(unittest.TestCase):
         self.assertIn("location / {", conf)
         self.assertIn("proxy_pass http://gearbox_upstream;", conf)
         self.assertIn("server 127.0.0.1:9090;", conf)
+        # Like for like: gearbox gets the pool size of nginx's upstream block (its default, 32,
+        # is below the scenario's 64 connections and made it reconnect for many requests).
+        self.assertIn(f"keepalive {matrix.PROXY_KEEPALIVE};", conf)
+        self.assertIn(f"--proxy-keepalive={matrix.PROXY_KEEPALIVE}",
+                      matrix.scenario_by_name("proxy").server_flags)
         up = servers.nginx_config("upstream", Path("/tmp/x"), 8080, status_port=8081)
         self.assertIn("stub_status", up)
 
