@@ -16,30 +16,51 @@
 namespace gearbox::core {
 namespace {
 
-// RFC 9110 §7.6.1: a field named by a Connection option is hop-by-hop for this message.
-bool named_by_connection(const http::Headers& headers, std::string_view name) {
-  for (http::Field f : headers) {
-    if (!http::iequals(f.name, "Connection")) {
-      continue;
-    }
-    bool found = false;
-    http::for_each_token(f.value, [&](std::string_view t) {
-      if (http::iequals(t, name)) {
-        found = true;
+// RFC 9110 §7.6.1: the fields a message's Connection options name are hop-by-hop for it. The
+// options are gathered once per head (one pass over its fields), so that each field's check
+// looks at the options only, not at every field again.
+class ConnectionOptions {
+ public:
+  explicit ConnectionOptions(const http::Headers& headers) {
+    for (http::Field f : headers) {
+      if (!http::iequals(f.name, "Connection")) {
+        continue;
       }
-    });
-    if (found) {
-      return true;
+      http::for_each_token(f.value, [&](std::string_view t) {
+        if (count_ < kInline) {
+          inline_[count_++] = t;
+        } else {
+          more_.push_back(t);
+        }
+      });
     }
   }
-  return false;
-}
+  bool names(std::string_view name) const {
+    for (std::size_t i = 0; i < count_; ++i) {
+      if (http::iequals(inline_[i], name)) {
+        return true;
+      }
+    }
+    for (std::string_view t : more_) {
+      if (http::iequals(t, name)) {
+        return true;
+      }
+    }
+    return false;
+  }
 
-// Appends every value of `name`, comma-joined (RFC 9110 §5.3), unless a Connection token names
-// it and `end_to_end_only`; returns whether anything was written.
+ private:
+  static constexpr std::size_t kInline = 8;
+  std::string_view inline_[kInline];
+  std::size_t count_ = 0;
+  std::vector<std::string_view> more_;  // past kInline options (rare; never allocates before)
+};
+
+// Appends every value of `name`, comma-joined (RFC 9110 §5.3), unless a Connection option
+// names it (`options`, when given); returns whether anything was written.
 bool append_joined(std::string& out, const http::Headers& headers, std::string_view name,
-                   bool end_to_end_only = true) {
-  if (end_to_end_only && named_by_connection(headers, name)) {
+                   const ConnectionOptions* options) {
+  if (options != nullptr && options->names(name)) {
     return false;
   }
   bool any = false;
@@ -72,10 +93,10 @@ bool is_request_managed(std::string_view name) {
          http::iequals(name, "X-Forwarded-Host") || http::iequals(name, "Via");
 }
 
-void append_via(std::string& out, const http::Headers& headers, int version_minor,
-                std::string_view pseudonym) {
+void append_via(std::string& out, const http::Headers& headers, const ConnectionOptions& options,
+                int version_minor, std::string_view pseudonym) {
   begin_field(out, "Via");
-  if (append_joined(out, headers, "Via")) {
+  if (append_joined(out, headers, "Via", &options)) {
     out.append(", ");
   }
   out.append("1.");
@@ -89,7 +110,7 @@ void append_upgrade(std::string& out, const http::Headers& headers) {
   http::append_field(out, "Connection", "upgrade");
   begin_field(out, "Upgrade");
   // "Connection: upgrade" names Upgrade by design (RFC 9110 §7.8).
-  append_joined(out, headers, "Upgrade", false);
+  append_joined(out, headers, "Upgrade", nullptr);
   end_field(out);
 }
 
@@ -118,10 +139,10 @@ void write_upstream_request_head(std::string& out, const http::RequestHead& req,
   out.append(" HTTP/1.1\r\n");
   http::append_field(out, "Host", rw.host);
 
+  const ConnectionOptions options(req.headers);
   for (http::Field f : req.headers) {
     if (http::is_hop_by_hop(f.name) || is_request_managed(f.name) ||
-        (rw.strip_expect && http::iequals(f.name, "Expect")) ||
-        named_by_connection(req.headers, f.name)) {
+        (rw.strip_expect && http::iequals(f.name, "Expect")) || options.names(f.name)) {
       continue;
     }
     http::append_field(out, f.name, f.value);
@@ -129,27 +150,28 @@ void write_upstream_request_head(std::string& out, const http::RequestHead& req,
 
   // A client outside trusted_proxies must not choose the address the upstream sees.
   begin_field(out, "X-Forwarded-For");
-  if (rw.client_trusted && append_joined(out, req.headers, "X-Forwarded-For")) {
+  if (rw.client_trusted && append_joined(out, req.headers, "X-Forwarded-For", &options)) {
     out.append(", ");
   }
   out.append(rw.client_address);
   end_field(out);
 
   begin_field(out, "X-Forwarded-Proto");
-  if (!rw.client_trusted || !append_joined(out, req.headers, "X-Forwarded-Proto")) {
+  if (!rw.client_trusted || !append_joined(out, req.headers, "X-Forwarded-Proto", &options)) {
     out.append(rw.proto);
   }
   end_field(out);
 
   std::size_t mark = out.size();
   begin_field(out, "X-Forwarded-Host");
-  bool have_host = rw.client_trusted && append_joined(out, req.headers, "X-Forwarded-Host");
+  bool have_host =
+      rw.client_trusted && append_joined(out, req.headers, "X-Forwarded-Host", &options);
   if (!have_host && !rw.client_host.empty()) {
     out.append(rw.client_host);
     have_host = true;
   }
   if (!have_host) {
-    have_host = append_joined(out, req.headers, "Host");
+    have_host = append_joined(out, req.headers, "Host", &options);
   }
   if (have_host) {
     end_field(out);
@@ -157,7 +179,7 @@ void write_upstream_request_head(std::string& out, const http::RequestHead& req,
     out.resize(mark);
   }
 
-  append_via(out, req.headers, req.version_minor, rw.via_pseudonym);
+  append_via(out, req.headers, options, req.version_minor, rw.via_pseudonym);
 
   append_framing(out, rw.framing, rw.content_length);
   if (rw.upgrade) {
@@ -180,16 +202,16 @@ void write_client_response_head(std::string& out, const http::ResponseHead& resp
 
   // RFC 9110 §8.6: no Content-Length in a 1xx or 204 response.
   bool pass_length = rw.framing == http::Framing::kNone && resp.status >= 200 && resp.status != 204;
+  const ConnectionOptions options(resp.headers);
   for (http::Field f : resp.headers) {
     if (http::is_hop_by_hop(f.name) || http::iequals(f.name, "Via") ||
-        (http::iequals(f.name, "Content-Length") && !pass_length) ||
-        named_by_connection(resp.headers, f.name)) {
+        (http::iequals(f.name, "Content-Length") && !pass_length) || options.names(f.name)) {
       continue;
     }
     http::append_field(out, f.name, f.value);
   }
 
-  append_via(out, resp.headers, resp.version_minor, rw.via_pseudonym);
+  append_via(out, resp.headers, options, resp.version_minor, rw.via_pseudonym);
 
   append_framing(out, rw.framing, rw.content_length);
   if (rw.upgrade) {

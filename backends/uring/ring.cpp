@@ -78,6 +78,7 @@ std::string RingFeatures::describe() const {
   add(buf_ring, "provided_buffer_ring");
   add(multishot_accept, "multishot_accept");
   add(multishot_recv, "multishot_recv");
+  add(recv_poll_first, "recv_poll_first");
   return out.empty() ? "none" : out;
 }
 
@@ -136,6 +137,7 @@ int Ring::init(unsigned entries, bool sqpoll, bool basic) {
   features_.registered_fd = !features_.sqpoll && io_uring_register_ring_fd(&ring_) == 1;
   setup_buffer_ring();
   probe_multishot();
+  features_.recv_poll_first = features_.multishot_recv;
   return 0;
 }
 

@@ -25,7 +25,10 @@ struct RingFeatures {
   bool ext_arg = false;        // IORING_FEAT_EXT_ARG: the wait's timeout needs no SQE
   bool buf_ring = false;       // io_uring_register_buf_ring: receive buffers chosen at completion
   bool multishot_accept = false;
-  bool multishot_recv = false;   // with the buffer ring
+  bool multishot_recv = false;  // with the buffer ring
+  // IORING_RECVSEND_POLL_FIRST (5.19): a receive waits for readiness before its first try.
+  // Implied by multishot receive (6.0), which is probed for real.
+  bool recv_poll_first = false;
   std::string describe() const;  // "defer_taskrun buf_ring ..." for the start-up log line
 };
 

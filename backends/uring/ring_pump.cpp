@@ -55,6 +55,10 @@ void RingPump::completed(Op& op, int res, unsigned flags) {
     op.in_flight = false;
   }
   op.cancelled = op.cancelled && op.in_flight;
+  if ((op.slot == kClientWrite || op.slot == kUpstreamWrite) && send_copy(op.slot) != nullptr) {
+    loop_.give_spare_buffer(send_copy(op.slot));
+    send_copy(op.slot) = nullptr;
+  }
   if (op.slot == kClientRead) {
     // Received bytes are the pump's until the core takes them (they may wait a while: the core
     // wants no read while it writes a response).
@@ -300,10 +304,24 @@ bool RingPump::start_connect(core::Connection& c, const core::Wants& w, core::Ti
 }
 
 void RingPump::submit_send(Op& op, int fd, msghdr& msg, std::span<const iovec> iov) {
+  static_assert(kCoalesceMax <= Loop::kSpareBufferSize);
   io_uring_sqe* sqe = loop_.ring().sqe_for(&op);
+  std::size_t total = 0;
+  for (const iovec& v : iov) {
+    total += v.iov_len;
+  }
   // MSG_NOSIGNAL: a reset peer gives EPIPE, never SIGPIPE.
   if (iov.size() == 1) {
     io_uring_prep_send(sqe, fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+  } else if (total <= kCoalesceMax) {
+    char* copy = loop_.take_spare_buffer();
+    std::size_t at = 0;
+    for (const iovec& v : iov) {
+      std::memcpy(copy + at, v.iov_base, v.iov_len);
+      at += v.iov_len;
+    }
+    send_copy(op.slot) = copy;
+    io_uring_prep_send(sqe, fd, copy, total, MSG_NOSIGNAL);
   } else {
     msg = msghdr{};
     msg.msg_iov = const_cast<iovec*>(iov.data());
@@ -346,8 +364,13 @@ void RingPump::submit(const core::Wants& w) {
       submit_send(op, ufd_, upstream_msg_, w.upstream_write);
     }
     if (Op& op = ops_[kUpstreamRead]; !w.upstream_read.empty() && !op.in_flight && !op.has_result) {
-      io_uring_prep_recv(ring.sqe_for(&op), ufd_, w.upstream_read.data(), w.upstream_read.size(),
-                         0);
+      io_uring_sqe* sqe = ring.sqe_for(&op);
+      io_uring_prep_recv(sqe, ufd_, w.upstream_read.data(), w.upstream_read.size(), 0);
+      if (ops_[kUpstreamWrite].in_flight && ring.features().recv_poll_first) {
+        // The request is being sent in this very batch: its response cannot be there yet, so
+        // the receive waits for readiness at once instead of failing a first try (EAGAIN).
+        sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+      }
       op.in_flight = true;
     }
   }

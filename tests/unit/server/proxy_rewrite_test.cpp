@@ -132,6 +132,22 @@ TEST(ProxyRewriteRequest, ConnectionTokensFromEveryConnectionFieldCount) {
             "GET / HTTP/1.1\r\nHost: example.com\r\n" + std::string(kForwarded) + "\r\n");
 }
 
+// The options are gathered once per head, the first eight inline and the rest beyond them:
+// a field named by the twelfth option goes as surely as one named by the first.
+TEST(ProxyRewriteRequest, EveryConnectionTokenCountsPastTheFirstEight) {
+  auto req = request("GET", "/", {{"Host", "example.com"}});
+  std::string options;
+  for (int i = 1; i <= 12; ++i) {
+    options += (i > 1 ? ", X-" : "X-") + std::to_string(i);
+    req.headers.add("X-" + std::to_string(i), "hidden");
+  }
+  req.headers.add("Connection", options);
+  req.headers.add("X-13", "shown");
+  EXPECT_EQ(
+      upstream_head(req, rewrite()),
+      "GET / HTTP/1.1\r\nHost: example.com\r\nX-13: shown\r\n" + std::string(kForwarded) + "\r\n");
+}
+
 TEST(ProxyRewriteRequest, ConnectionTokenIsNotSubstringMatch) {
   auto req = request("GET", "/",
                      {{"Host", "example.com"},
