@@ -89,6 +89,69 @@ TEST_P(ProxyFaultTest, KeepAliveRaceIsRetriedOnAFreshConnection) {
   EXPECT_GE(fake_.connections(), 20);
 }
 
+// An idle pooled connection the upstream closed (its keep-alive timeout, 150 ms here, is
+// shorter than ours) is seen to be closed before it is reused: the next request goes to a fresh
+// connection at once, never to the dead one first (which would need the keep-alive-race retry,
+// logged as the upstream closing before responding).
+TEST_P(ProxyFaultTest, IdleConnectionTheUpstreamClosedIsNotSentTheNextRequest) {
+  start_with([](FakeConnection& conn) {
+    while (conn.read_head(150ms)) {
+      if (!conn.send(kOk)) {
+        return;
+      }
+    }
+    conn.close();
+  });
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  for (int i = 0; i < 3; ++i) {
+    if (i > 0) {
+      std::this_thread::sleep_for(400ms);
+    }
+    ASSERT_TRUE(s.send_all("GET /r" + std::to_string(i) + " HTTP/1.1\r\nHost: app\r\n\r\n"));
+    HttpResponse r = s.read_response();
+    ASSERT_TRUE(r.ok()) << "request " << i << ": " << r.error;
+    ASSERT_EQ(r.status, 200) << "request " << i << ": " << r.raw_head;
+    ASSERT_EQ(r.body, "ok");
+  }
+  EXPECT_EQ(fake_.requests(), 3);
+  EXPECT_EQ(fake_.connections(), 3);
+  EXPECT_EQ(server_.log_text().find("before responding"), std::string::npos) << server_.log_text();
+}
+
+// Bytes an upstream sends on an idle pooled connection, unasked (here a whole response, 50 ms
+// after the one asked for), are never taken for the response to the next request sent on it:
+// that connection is dropped, and the next request gets its own answer on a fresh one.
+TEST_P(ProxyFaultTest, UnaskedBytesOnAnIdleConnectionAreNeverTakenForTheNextResponse) {
+  start_with([](FakeConnection& conn) {
+    if (!conn.read_head() || !conn.send(kOk)) {
+      return;
+    }
+    std::this_thread::sleep_for(50ms);
+    if (!conn.send("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\npoison")) {
+      return;
+    }
+    while (conn.read_head(2s)) {
+      if (!conn.send(kOk)) {
+        return;
+      }
+    }
+  });
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  for (int i = 0; i < 3; ++i) {
+    if (i > 0) {
+      std::this_thread::sleep_for(300ms);
+    }
+    ASSERT_TRUE(s.send_all("GET /r" + std::to_string(i) + " HTTP/1.1\r\nHost: app\r\n\r\n"));
+    HttpResponse r = s.read_response();
+    ASSERT_TRUE(r.ok()) << "request " << i << ": " << r.error;
+    ASSERT_EQ(r.status, 200) << "request " << i << ": " << r.raw_head;
+    ASSERT_EQ(r.body, "ok") << "request " << i << " got the bytes sent unasked";
+  }
+  EXPECT_EQ(fake_.connections(), 3);
+}
+
 TEST_P(ProxyFaultTest, ResponseHopByHopFieldsRemovedAndViaAdded) {
   start_with(fixed_response_handler(
       "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Resp-Secret\r\n"
