@@ -40,6 +40,9 @@ struct Context {
   // configuration at a request boundary, where closing races no request. Null: never.
   const std::atomic<std::uint32_t>* config_epoch = nullptr;
   std::uint32_t epoch = 0;
+  // Set by the driver: the next response to start says Connection: close (a prefork worker with
+  // its own listener, on which other clients wait while it holds this keep-alive connection).
+  bool close_after_exchange = false;
 };
 
 // Who is on the other end of the client socket.

@@ -293,7 +293,7 @@ struct Connection::State {
     const http::RequestHead& h = parser.head();
     request = Request::kBody;  // kEnd follows at once when there is no body
     client_deadline = now + cfg.body_timeout;
-    keep_alive = h.keep_alive && !draining && !superseded();
+    keep_alive = h.keep_alive && !draining && !superseded() && !ctx.close_after_exchange;
     response_started = false;
     response_complete = false;
     continue_pending = h.expect_continue && h.framing != http::Framing::kNone;

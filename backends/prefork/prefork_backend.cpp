@@ -82,9 +82,16 @@ void on_worker_signal(int sig) {
 
 // core::Connection as the pump sees it, keeping the worker's scoreboard slot current: the state
 // follows the wants, and a request is counted when the connection stops being idle.
+//
+// With --reuseport the worker has a listener of its own, and the kernel queues new clients on
+// it while the worker holds a keep-alive connection: no other worker can take them. So when a
+// request begins and clients wait there, its response says Connection: close and the worker
+// moves on to them (a request boundary: closing an idle connection instead would race the
+// client's next request).
 class ScoredConnection {
  public:
-  ScoredConnection(core::Connection& c, ScoreSlot& slot) : c_(c), slot_(slot) {}
+  ScoredConnection(core::Connection& c, ScoreSlot& slot, core::Context& ctx, int own_listener)
+      : c_(c), slot_(slot), ctx_(ctx), own_listener_(own_listener) {}
 
   core::Wants wants() {
     core::Wants w = c_.wants();
@@ -106,7 +113,13 @@ class ScoredConnection {
     return w;
   }
 
-  void on_client_read(std::size_t n, core::TimePoint now) { c_.on_client_read(n, now); }
+  void on_client_read(std::size_t n, core::TimePoint now) {
+    if (own_listener_ >= 0 && n > 0 && c_.idle() && !ctx_.close_after_exchange) {
+      pollfd waiting{own_listener_, POLLIN, 0};
+      ctx_.close_after_exchange = ::poll(&waiting, 1, 0) > 0;
+    }
+    c_.on_client_read(n, now);
+  }
   void on_client_written(std::size_t n, core::TimePoint now) { c_.on_client_written(n, now); }
   void on_client_error(int err, core::TimePoint now) { c_.on_client_error(err, now); }
   void on_upstream_connected(bool reused, core::TimePoint now) {
@@ -125,6 +138,8 @@ class ScoredConnection {
  private:
   core::Connection& c_;
   ScoreSlot& slot_;
+  core::Context& ctx_;
+  int own_listener_;  // -1: the listener is shared (an idle worker takes whoever waits)
   bool idle_ = true;
   WorkerState state_ = WorkerState::kReading;
 };
@@ -235,7 +250,7 @@ bool make_pipe(int* read_fd, int* write_fd) {
       core::Context ctx = gen.context();
       core::Peer peer{address_text(a.peer), &a.peer};
       core::Connection conn(ctx, std::move(peer), core::Clock::now());
-      ScoredConnection scored(conn, slot);
+      ScoredConnection scored(conn, slot, ctx, w.own_listener ? w.listen_fd : -1);
       pump(scored, io, PumpSetup{a.fd, drain_rd, &ctx, &pool});
     }
     slot.state.store(WorkerState::kIdle, std::memory_order_relaxed);
@@ -424,8 +439,15 @@ class Master {
       core::log_error("reload: %s", e.what());
       return;
     }
+    // As many new workers as there are older ones (Apache's graceful restart replaces each
+    // child): with --reuseport each has its own listener, and a connection the kernel queued on a
+    // worker busy with a keep-alive client would wait for it, so capacity must not dip.
+    int older = 0;
+    for (const Worker& w : workers_) {
+      older += w.retiring ? 0 : 1;
+    }
     int room = max_workers_ - static_cast<int>(workers_.size());
-    for (int i = 0; i < std::min(min_spare_, room); ++i) {
+    for (int i = 0; i < std::min(std::max(min_spare_, older), room); ++i) {
       if (!spawn(now)) {
         break;
       }

@@ -337,6 +337,31 @@ TEST_P(PreforkFaultTest, ReuseportGivesEachWorkerItsOwnListener) {
   EXPECT_EQ(socket_inodes_of(server_.pid()).size(), 0u) << "the master keeps no listener";
 }
 
+// With --reuseport a client the kernel queued on a worker's own listener can be taken by that
+// worker only. A worker holding a keep-alive connection must not leave it there: the next
+// response on its connection says Connection: close, and the worker then serves the queued one.
+TEST_P(PreforkFaultTest, ReuseportWorkerClosesItsKeepAliveConnectionForAQueuedClient) {
+  ASSERT_TRUE(start_server({"--reuseport", "--workers", "1"}));
+  const std::string get = "GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n";
+  Socket held = Socket::connect(port());
+  ASSERT_TRUE(held.send_all(get));
+  HttpResponse first = held.read_response(3s);
+  ASSERT_TRUE(first.ok()) << first.error;
+  EXPECT_FALSE(first.has_connection_token("close")) << "nobody waits yet: kept alive";
+  Socket queued = Socket::connect(port());  // completes in the one worker's own accept queue
+  ASSERT_TRUE(queued.valid()) << queued.error();
+  ASSERT_TRUE(queued.send_all(get));
+  EXPECT_FALSE(queued.read_response(300ms).ok()) << "one worker, busy: the client waits";
+  ASSERT_TRUE(held.send_all(get));
+  HttpResponse second = held.read_response(3s);
+  ASSERT_TRUE(second.ok()) << second.error;
+  EXPECT_TRUE(second.has_connection_token("close")) << second.raw_head;
+  EXPECT_TRUE(held.wait_for_close(3s).closed);
+  HttpResponse served = queued.read_response(3s);
+  ASSERT_TRUE(served.ok()) << "the queued client was never served: " << served.error;
+  EXPECT_EQ(served.status, 200);
+}
+
 TEST_P(PreforkFaultTest, ReuseportListenersAreRefusedDuringDrain) {
   // Each worker owns its listener here: the busy one must stop it at once too.
   ASSERT_TRUE(start_server({"--reuseport", "--drain-timeout", "5s"}));

@@ -80,6 +80,17 @@ TEST(ConnectionEcho, ASupersededConfigurationClosesAfterTheNextResponse) {
   EXPECT_TRUE(h.closed());
 }
 
+// The driver asks for it (a prefork worker whose own listener has clients waiting): the next
+// response says Connection: close.
+TEST(ConnectionEcho, CloseAfterExchangeAskedByTheDriverEndsTheNextResponse) {
+  CoreHarness h;
+  h.context().close_after_exchange = true;
+  h.send("GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+  h.run();
+  EXPECT_NE(h.output().find("\r\nConnection: close\r\n"), std::string::npos) << h.output();
+  EXPECT_TRUE(h.shut_wr());
+}
+
 TEST(ConnectionEcho, PipelinedRequestsAnsweredInOrder) {
   std::string in =
       "GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n"
