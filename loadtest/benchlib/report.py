@@ -355,6 +355,7 @@ EXPLAIN = {
     "plaintext": explain_plaintext,
     "echo-4k": explain_echo,
     "echo-256k": explain_echo,
+    "c1k": explain_c10k,
     "c10k": explain_c10k,
     "delay": explain_delay,
     "cpu": explain_cpu,
