@@ -69,10 +69,9 @@ TEST_P(ReloadTest, NewConnectionsGetTheNewLimitsAndAnOldOneClosesAfterItsNextRes
   EXPECT_EQ(exchange(port(), post(2000)).status, 413);
 
   write_config("mode = \"echo\"\nmax_body = \"4k\"\n");
-  ASSERT_TRUE(reload_and_wait("read again", 1)) << server_.log_text();
-  if (GetParam() == "prefork") {
-    std::this_thread::sleep_for(300ms);  // the new workers are forked by the master's next turn
-  }
+  // prefork: the master logs once it forked the new workers and told the older ones to retire.
+  ASSERT_TRUE(reload_and_wait(GetParam() == "prefork" ? "in force" : "read again", 1))
+      << server_.log_text();
   HttpResponse bigger = exchange(port(), post(2000));
   ASSERT_TRUE(bigger.ok()) << bigger.error;
   EXPECT_EQ(bigger.status, 200);

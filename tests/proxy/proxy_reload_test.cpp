@@ -122,7 +122,8 @@ TEST_P(ProxyReloadTest, UpstreamListChangedUnderLoadWithoutAFailedRequest) {
 
   write_config(echo_b_.port());
   server_.send_signal(SIGHUP);
-  ASSERT_TRUE(server_.wait_for_log("read again", 5s)) << server_.log_text();
+  ASSERT_TRUE(server_.wait_for_log(GetParam() == "prefork" ? "in force" : "read again", 5s))
+      << server_.log_text();
   std::this_thread::sleep_for(800ms);
   load.stop();
 
