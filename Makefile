@@ -21,12 +21,12 @@ DEB_PACKAGES := build-essential cmake pkg-config node-llhttp liburing-dev libboo
   wrk curl nginx-light python3 python3-matplotlib python3-prometheus-client chromium util-linux \
   procps iproute2 clang-format git systemd libtsan2
 
-.PHONY: all deps bench-deps build build-asan build-tsan run test test-unit test-tsan format format-check bench bench-smoke install clean
+.PHONY: all deps bench-deps bench-packages build build-asan build-tsan run test test-unit test-tsan format format-check bench bench-smoke install clean
 
 all: build
 
 # The load-test peers' packages: `make bench` installs them (`make test` needs none of them).
-BENCH_PACKAGES := golang-go python3-uvloop nginx-light
+BENCH_PACKAGES := golang-go python3-uvloop nginx-light haproxy
 
 # The load-test tooling runs on Debian's interpreter, which has python3-matplotlib/-uvloop.
 PYTHON := /usr/bin/python3
@@ -54,7 +54,21 @@ deps:
 	    echo "make deps: could not enable IPv6 on loopback; the [::1] listener test will fail"; \
 	fi
 
+# Debian's haproxy package enables (and, under systemd, starts) a service of its own; when
+# bench-deps is what installed it, that service is disabled and stopped: the load test starts
+# its own haproxy, with a generated config, by PID.
 bench-deps:
+	@new_haproxy=$$(dpkg-query -W -f='$${Status}\n' haproxy 2>/dev/null | \
+	    grep -q '^install ok installed' || echo yes); \
+	$(MAKE) --no-print-directory bench-packages && \
+	if [ -n "$$new_haproxy" ]; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "make bench-deps: disabling the haproxy service the package installed"; \
+	  $$SUDO systemctl disable --quiet haproxy 2>/dev/null; \
+	  if [ -d /run/systemd/system ]; then $$SUDO systemctl stop haproxy; fi; \
+	fi
+
+bench-packages:
 	$(call install_missing,$(BENCH_PACKAGES))
 
 $(BUILD)/CMakeCache.txt:

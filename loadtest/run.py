@@ -41,7 +41,9 @@ proxy: the upstream is nginx answering `return 200` (one worker, on the client C
 run fails unless nginx's stub_status counted at least as many requests as wrk got answers.
 
 Peers (--peers): nginx (Debian nginx-light, a worker per server CPU, config generated in a
-temp dir) for plaintext, c10k and proxy (every path proxied); a Go net/http server
+temp dir) for plaintext, c1k, c10k and proxy (every path proxied); HAProxy (Debian haproxy,
+nbthread = server CPUs, generated config) for the same, skipped with a message when `haproxy`
+is not installed or the descriptor limit cannot hold the connections; a Go net/http server
 (loadtest/peers/go, GOMAXPROCS = server CPUs) for plaintext, echo, c10k, delay and cpu,
 skipped with a message when `go` is not installed (`make bench` installs golang-go).
 

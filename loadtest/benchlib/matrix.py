@@ -12,11 +12,12 @@ KNOWN_BACKENDS = ("thread", "prefork", "pool", "uring", "fiber")
 # The programs set beside gearbox (--peers); every other name is a gearbox backend. The Python
 # peers are the seed article's own models (loadtest/peers/python, one shared request handler).
 PY_PEERS = ("py-mp", "py-thread", "py-pool", "py-asyncio", "py-uvloop")
-PEERS = ("nginx", "go") + PY_PEERS
+PEERS = ("nginx", "haproxy", "go") + PY_PEERS
 
 # How a peer's thread/process/loop count is set (a peer not listed has none: a thread per
 # connection, or one event loop).
-PEER_WORKERS = {"nginx": "worker_processes", "go": "GOMAXPROCS", "py-mp": "--workers",
+PEER_WORKERS = {"nginx": "worker_processes", "haproxy": "nbthread", "go": "GOMAXPROCS",
+                "py-mp": "--workers",
                 "py-pool": "--workers"}
 
 # One line per backend: the model the report's explanations speak of.
@@ -27,6 +28,7 @@ BACKEND_MODELS = {
     "uring": "io_uring with one stackless C++20 coroutine per connection",
     "fiber": "a stackful Boost.Fiber per connection over a netpoller",
     "nginx": "nginx (Debian nginx-light), event-loop workers (one per server CPU)",
+    "haproxy": "HAProxy 2.6 (Debian haproxy), one event loop per thread (nbthread = server CPUs)",
     "go": "Go net/http, a goroutine per connection on the Go scheduler (GOMAXPROCS = server CPUs)",
     "py-mp": "Python, pre-forked worker processes (os.fork, as gunicorn's sync workers) blocking "
              "in accept() on one socket, one connection each (2 × CPUs + 1)",
@@ -42,6 +44,10 @@ BACKEND_MODELS = {
 PEER_CODE = {
     "nginx": ("generated nginx.conf", "`return 200` for /plaintext; in proxy mode every path "
               "proxied over a keep-alive upstream pool"),
+    "haproxy": ("generated haproxy.cfg", "`http-request return status 200` for /plaintext; in "
+                "proxy mode every path to the upstream with `option http-keep-alive`, "
+                "`http-reuse always` and `pool-max-conn` idle server connections; maxconn "
+                "raised (2 descriptors per connection), client/server timeouts 60 s"),
     "go": ("loadtest/peers/go/main.go", "net/http's Server and ServeMux; the body read whole "
            "before the echo; /delay time.Sleep (the goroutine parks), /cpu the calibrated loop"),
     "py-mp": ("loadtest/peers/python/mp_peer.py", "os.fork'ed workers blocking in accept() on "
@@ -56,7 +62,8 @@ PEER_CODE = {
 }
 
 PLAINTEXT = "Hello, World!"
-# Idle upstream connections kept per server in the proxy scenario, by the nginx peer (`keepalive`) and
+# Idle upstream connections kept per server in the proxy scenario, by the nginx peer (`keepalive`),
+# the HAProxy peer (`pool-max-conn`) and
 # by gearbox (--proxy-keepalive) alike: a pool smaller than the 64 connections in flight makes
 # either open and close an upstream connection for many requests (gearbox's default is 32).
 PROXY_KEEPALIVE = 256
@@ -115,19 +122,20 @@ ALL_PEERS = PEERS
 PY = PY_PEERS
 GIL_PEERS = ("go", "py-mp", "py-thread", "py-pool", "py-asyncio")
 STACK_PEERS = ("nginx", "go", "py-asyncio", "py-uvloop")
+PROXIES = ("nginx", "haproxy")  # the peers operators run today in front of their services
 OPEN_RATES = (2000, 5000, 10000, 20000, 40000, 60000)
 
 # One line per scenario.
 SCENARIOS = (
-    Scenario("plaintext", "GET", "/plaintext", 64, peers=("nginx", "go") + PY, smoke_peers=True, about="GET /plaintext, 64 keep-alive connections"),
+    Scenario("plaintext", "GET", "/plaintext", 64, peers=PROXIES + ("go",) + PY, smoke_peers=True, about="GET /plaintext, 64 keep-alive connections"),
     Scenario("metrics", "GET", "/plaintext", 64, scrape_metrics=True, smoke_backends=1, about="GET /plaintext, 64 keep-alive connections, as plaintext, with gearbox counting its metrics (--admin-listen) and the runner scraping GET /metrics once a second: what the counters cost"),
     Scenario("echo-4k", "POST", "/echo", 64, body=4096, expect=ECHO, peers=("go", "py-thread", "py-asyncio", "py-uvloop"), smoke_peers=True, about="POST of a 4 KiB body echoed back, 64 connections"),
     Scenario("echo-256k", "POST", "/echo", 64, body=262144, expect=ECHO, peers=("go",), about="POST of a 256 KiB body echoed back, 64 connections"),
-    Scenario("c1k", "GET", "/plaintext", 1000, min_duration=6, peers=("nginx", "go"), in_smoke=False, about="GET /plaintext over 1,000 keep-alive connections (one wrk thread): where a thread per connection starts to wait for the scheduler", server_flags=("--max-connections=20000", "--backlog=4096")),
-    Scenario("c10k", "GET", "/plaintext", 10000, smoke_connections=500, wrk_threads=4, min_duration=15, peers=("nginx", "go", "py-thread", "py-asyncio", "py-uvloop"), about="GET /plaintext over 10,000 keep-alive connections", server_flags=("--max-connections=20000", "--backlog=4096")),
+    Scenario("c1k", "GET", "/plaintext", 1000, min_duration=6, peers=PROXIES + ("go",), in_smoke=False, about="GET /plaintext over 1,000 keep-alive connections (one wrk thread): where a thread per connection starts to wait for the scheduler", server_flags=("--max-connections=20000", "--backlog=4096")),
+    Scenario("c10k", "GET", "/plaintext", 10000, smoke_connections=500, wrk_threads=4, min_duration=15, peers=PROXIES + ("go", "py-thread", "py-asyncio", "py-uvloop"), about="GET /plaintext over 10,000 keep-alive connections", server_flags=("--max-connections=20000", "--backlog=4096")),
     Scenario("delay", "GET", "/delay/100", 1000, smoke_connections=100, expect=DONE, peers=("go",) + PY, smoke_peers=True, about="GET /delay/100 at 1,000 connections: waiting without working"),
     Scenario("cpu", "GET", "/cpu/2", 16, expect=DONE, peers=("go", "py-mp", "py-thread", "py-asyncio"), smoke_peers=True, about="GET /cpu/2 at 16 connections: 2 ms of computation per request"),
-    Scenario("proxy", "GET", "/plaintext", 64, mode="proxy", peers=("nginx",), smoke_peers=True, about="GET /plaintext through the proxy to an nginx upstream (`return 200`, one worker, on the client CPU), 64 connections", server_flags=(f"--proxy-keepalive={PROXY_KEEPALIVE}",)),
+    Scenario("proxy", "GET", "/plaintext", 64, mode="proxy", peers=PROXIES, smoke_peers=True, about="GET /plaintext through the proxy to an nginx upstream (`return 200`, one worker, on the client CPU), 64 connections", server_flags=(f"--proxy-keepalive={PROXY_KEEPALIVE}",)),
     # The lessons' own scenarios.
     Scenario("gil", "GET", "/cpu/2", 16, expect=DONE, all_cpus=True, variants=(1, 2), peers=GIL_PEERS, group="lessons", about="GET /cpu/2 at 16 connections with both CPUs for the server (wrk, light here, shares them), at 1 and 2 threads/processes/loops: who turns two cores into twice the work"),
     Scenario("multi-plaintext", "GET", "/plaintext", 64, all_cpus=True, variants=(1, 2), only_parallel=True, group="lessons", in_smoke=False, about="GET /plaintext, 64 connections, both CPUs (shared with wrk), at 1 and 2 threads/loops"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .matrix import BACKEND_MODELS, KNOWN_BACKENDS, PEER_CODE, PEERS, SCENARIOS
 
 
-RATIO_PEERS = ("nginx", "go")  # the peers every table divides by
+RATIO_PEERS = ("nginx", "haproxy", "go")  # the peers every table divides by (where they ran)
 
 
 def base_of(label: str) -> str:
@@ -346,8 +346,9 @@ def explain_proxy(g, sc, rows):
     s.append("Each request is parsed twice and crosses two connections, with the upstream "
              "connection reused from the keep-alive pool; the client core also runs the upstream, "
              "so its share (" + ", ".join(client) + " cores) bounds the raw req/s.")
-    if "nginx" in rows and rows["nginx"]["good_runs"]:
-        s.append(f"nginx does the same proxying at {_pc(rows['nginx'])}.")
+    for peer in ("nginx", "haproxy"):
+        if peer in rows and rows[peer]["good_runs"]:
+            s.append(f"{peer} does the same proxying at {_pc(rows[peer])}.")
     return s
 
 
@@ -564,8 +565,8 @@ def render(data: dict, summary: dict, chart_dir: str) -> str:
         "buffers).",
         "- Each server gets as many threads/processes/loops as it has CPUs: a gearbox backend "
         "with a `--threads`/`--workers` flag of its own (from `gearbox --help`) gets it set to "
-        "the server CPUs (per-connection models have none); nginx `worker_processes` and Go's "
-        "GOMAXPROCS likewise.",
+        "the server CPUs (per-connection models have none); nginx `worker_processes`, HAProxy "
+        "`nbthread` and Go's GOMAXPROCS likewise.",
         "- proxy: the upstream is nginx (`return 200`, one worker) on the client CPU; a proxy run "
         "fails unless the upstream's stub_status counted at least as many requests as the "
         "client got answers.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import statistics
 import sys
 import time
@@ -147,6 +148,9 @@ def start_target(plan: Plan, t: Target, scenario: Scenario, upstream: Upstream, 
     up = upstream.port() if scenario.mode == "proxy" else None
     if t.base == "nginx":
         return servers.start_nginx(scenario.mode, cpus, log, up, workers=t.workers)
+    if t.base == "haproxy":
+        return servers.start_haproxy(scenario.mode, cpus, log, up, threads=t.workers,
+                                     connections=scenario.conns(plan.smoke))
     if t.base == "go":
         return servers.start_go(cpus, log, plan.out, procs=t.workers)
     if t.base in PY_PEERS:
@@ -252,7 +256,8 @@ def one_run(plan: Plan, target: Target | str, scenario: Scenario, rep: int,
         rec["problems"].append(f"server died during the run (status {code}): "
                                f"{servers.log_tail(log, 3)}")
     elif code not in (0, None):
-        rec["problems"].append(f"server exited with status {code} after SIGTERM")
+        rec["problems"].append(f"server exited with status {code} after "
+                               f"{signal.Signals(server.stop_signal).name}")
         rec["status"] = "error"
     if problem:
         rec["problems"].append(problem)

@@ -577,6 +577,72 @@ class NginxConfig(unittest.TestCase):
         self.assertIn("stub_status", up)
 
 
+class HaproxyPeer(unittest.TestCase):
+    def test_plaintext_config_returns_the_body_itself(self):
+        conf = servers.haproxy_config("echo", 8080, threads=2, maxconn=9950)
+        self.assertIn('http-request return status 200 content-type text/plain string '
+                      f'"{matrix.PLAINTEXT}" if {{ path /plaintext }}', conf)
+        self.assertIn("bind 127.0.0.1:8080 backlog 4096", conf)
+        self.assertIn("nbthread 2\n", conf)
+        self.assertEqual(conf.count("maxconn 9950\n"), 2)  # global and the frontend's
+        for line in ("option http-keep-alive", "timeout client 60s", "timeout server 60s"):
+            self.assertIn(line, conf)
+        self.assertNotIn("backend", conf)  # answered by HAProxy itself
+        self.assertTrue(conf.endswith("\n"))
+
+    def test_proxy_config_sends_every_path_upstream_over_reused_connections(self):
+        conf = servers.haproxy_config("proxy", 8080, upstream_port=9090, threads=1)
+        self.assertNotIn("return", conf)  # nothing answered without the upstream
+        self.assertIn("default_backend gearbox_upstream", conf)
+        self.assertIn(f"server upstream 127.0.0.1:9090 pool-max-conn {matrix.PROXY_KEEPALIVE}\n",
+                      conf)
+        self.assertIn("option http-keep-alive", conf)
+        self.assertRegex(conf, r"\n  http-reuse (always|safe)\n")
+        self.assertIn("nbthread 1\n", conf)
+        self.assertIn("haproxy", matrix.scenario_by_name("proxy").peers)
+
+    def test_maxconn_fits_two_descriptors_per_connection(self):
+        # HAProxy refuses to start when maxconn needs more descriptors than the limit allows.
+        self.assertEqual(servers.haproxy_maxconn(20000), 9950)
+        self.assertEqual(servers.haproxy_maxconn(1 << 20), servers.HAPROXY_MAXCONN)
+        from unittest import mock
+        with self.assertRaises(servers.StartError) as e, \
+                mock.patch.object(servers, "haproxy_binary", return_value="/nonexistent/haproxy"):
+            servers.start_haproxy("echo", None, Path("/nonexistent/log"),
+                                  connections=servers.haproxy_maxconn(servers.fd_hard_limit()) + 1)
+        self.assertTrue(str(e.exception).startswith("skipped: "), str(e.exception))
+        self.assertIn("ulimit -n", str(e.exception))
+
+    def test_skipped_with_a_message_when_not_installed(self):
+        import run
+        from unittest import mock
+        info = matrix.parse_help(GEARBOX_HELP)
+        with tempfile.TemporaryDirectory() as d, \
+                mock.patch.object(servers, "haproxy_binary", return_value=None):
+            plan = runner.Plan(binary="x", backends=[], scenarios=[], peers=["haproxy"],
+                               duration=1, repeat=1, smoke=True, server_cpus=[0],
+                               client_cpus=[1], server_args=[], info=info, out=Path(d))
+            rec = runner.one_run(plan, runner.Target("haproxy", "haproxy"),
+                                 matrix.scenario_by_name("plaintext"), 0, runner.Upstream(plan))
+        self.assertEqual(rec["status"], "skipped")
+        self.assertIn("`haproxy` is not installed (Debian package haproxy",
+                      " ".join(rec["problems"]))
+        ok = dict(rec, backend="thread", status="ok")
+        self.assertEqual(run.smoke_failures([rec, ok], ["thread"]), [])  # not a smoke failure
+
+    @unittest.skipUnless(servers.haproxy_binary(), "haproxy is not installed")
+    def test_answers_byte_for_byte_and_stops_cleanly(self):
+        with tempfile.TemporaryDirectory() as d:
+            server = servers.start_haproxy("echo", None, Path(d) / "haproxy.log", threads=1)
+            try:
+                self.assertEqual(servers.check_responses(server.port, "GET", "/plaintext", 0,
+                                                         matrix.PLAINTEXT, tries=3), "")
+            finally:
+                code, problem = servers.stop(server)
+            self.assertEqual((code, problem), (0, ""))  # SIGUSR1: its soft stop, status 0
+            self.assertFalse(os.path.exists(server.cleanup[0]))
+
+
 def runs_of(res: dict, backend: str, scenario: str | None = None) -> list[dict]:
     return [x for x in res["runs"] if x["backend"] == backend
             and (scenario is None or x["scenario"] == scenario)]
@@ -598,9 +664,26 @@ class RunnerAgainstStandIn(unittest.TestCase):
             return r, results
 
     def test_smoke_passes_and_nginx_really_proxies(self):
-        r, res = self.run_py("--smoke", "--peers", "nginx", "--backends", "thread,forky",
+        # haproxy runs where it is installed and is skipped, not failed, where not (CI).
+        r, res = self.run_py("--smoke", "--peers", "nginx,haproxy", "--backends", "thread,forky",
                              "--scenarios", "plaintext,proxy")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        hx = runs_of(res, "haproxy")
+        self.assertEqual([x["scenario"] for x in hx], ["plaintext", "proxy"])
+        for x in hx:
+            if servers.haproxy_binary():
+                self.assertEqual(x["status"], "ok", x["problems"])
+                self.assertIn("-db", x["server_argv"])  # in the foreground, stopped by PID
+                self.assertEqual(x["wrk"]["correct"], x["wrk"]["requests"])
+            else:
+                self.assertEqual(x["status"], "skipped")
+                self.assertIn("not installed", " ".join(x["problems"]))
+        if servers.haproxy_binary():
+            # every answer HAProxy gave in proxy mode came from the upstream
+            up = runs_of(res, "haproxy", "proxy")[0]
+            self.assertGreater(up["wrk"]["requests"], 0)
+            self.assertGreaterEqual(up["upstream_served"], up["wrk"]["requests"])
+        res["runs"] = [x for x in res["runs"] if x["backend"] != "haproxy"]
         self.assertEqual({x["status"] for x in res["runs"]}, {"ok"})
         forky = runs_of(res, "forky", "plaintext")[0]
         self.assertEqual(forky["server"]["peak_processes"], 2)
