@@ -9,17 +9,14 @@
 #include "server/metrics.hpp"
 
 namespace gearbox::backends {
-namespace {
 
-// An idle HTTP/1.1 upstream connection has nothing to say: readable means it was closed
-// (EOF, reset) or it sent bytes nobody asked for. Either way it cannot carry a new request.
-bool still_usable(int fd) {
+// An idle HTTP/1.1 upstream connection has nothing to say: readable means it was closed (EOF,
+// reset) or it sent bytes nobody asked for. Either way it cannot carry a new request.
+bool idle_socket_alive(int fd) {
   char byte;
   ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
-
-}  // namespace
 
 // The gauge gearbox_upstream_idle_connections follows each configured server's idle set.
 void UpstreamPool::report(Slot& slot) {
@@ -29,6 +26,18 @@ void UpstreamPool::report(Slot& slot) {
       m->upstream[slot.metric].idle.fetch_add(held - slot.reported, std::memory_order_relaxed);
       slot.reported = held;
     }
+  }
+}
+
+bool UpstreamPool::alive(int fd) {
+  return watch_ != nullptr ? watch_->alive(fd) : idle_socket_alive(fd);
+}
+
+void UpstreamPool::discard(int fd) {
+  if (watch_ != nullptr) {
+    watch_->discard(fd);
+  } else {
+    ::close(fd);
   }
 }
 
@@ -70,9 +79,14 @@ void UpstreamPool::configure(const core::Config& config) {
 }
 
 UpstreamPool::~UpstreamPool() {
+  clear();
+}
+
+void UpstreamPool::clear() {
+  std::lock_guard lock(mu_);
   for (auto& [key, slot] : slots_) {
     for (const Idle& idle : slot.idle) {
-      ::close(idle.fd);
+      discard(idle.fd);
     }
     slot.idle.clear();
     report(slot);
@@ -100,11 +114,11 @@ int UpstreamPool::take(const core::Endpoint& ep, core::TimePoint now) {
   while (!slot.idle.empty()) {
     Idle idle = slot.idle.back();
     slot.idle.pop_back();
-    if (now - idle.since < slot.timeout && still_usable(idle.fd)) {
+    if (now - idle.since < slot.timeout && alive(idle.fd)) {
       report(slot);
       return idle.fd;
     }
-    ::close(idle.fd);
+    discard(idle.fd);
   }
   report(slot);
   return -1;
@@ -116,21 +130,24 @@ bool UpstreamPool::put(const core::Endpoint& ep, int fd, core::TimePoint now) {
   // Expired ones are at the front; dropping them first makes room.
   std::size_t expired = 0;
   while (expired < slot.idle.size() && now - slot.idle[expired].since >= slot.timeout) {
-    ::close(slot.idle[expired].fd);
+    discard(slot.idle[expired].fd);
     ++expired;
   }
   slot.idle.erase(slot.idle.begin(), slot.idle.begin() + static_cast<std::ptrdiff_t>(expired));
   if (slot.keep == 0) {
-    ::close(fd);
+    discard(fd);
     report(slot);
     return false;
   }
   if (slot.idle.size() >= slot.keep) {
     // Full: keep the fresh connection, close the one idle longest (nginx does the same).
-    ::close(slot.idle.front().fd);
+    discard(slot.idle.front().fd);
     slot.idle.erase(slot.idle.begin());
   }
   slot.idle.push_back(Idle{fd, now});
+  if (watch_ != nullptr) {
+    watch_->watch(fd);
+  }
   report(slot);
   return true;
 }
@@ -142,10 +159,10 @@ void UpstreamPool::sweep(core::TimePoint now) {
     // often shorter: nginx closes such a connection as soon as it is readable): a descriptor
     // held for nothing.
     std::erase_if(slot.idle, [&](const Idle& idle) {
-      if (now - idle.since < slot.timeout && still_usable(idle.fd)) {
+      if (now - idle.since < slot.timeout && alive(idle.fd)) {
         return false;
       }
-      ::close(idle.fd);
+      discard(idle.fd);
       return true;
     });
     report(slot);

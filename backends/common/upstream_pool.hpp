@@ -15,8 +15,24 @@
 
 namespace gearbox::backends {
 
+// An idle HTTP/1.1 upstream connection has nothing to say: true when a recv(MSG_PEEK) finds
+// nothing to read (not closed, not reset, no bytes sent unasked).
+bool idle_socket_alive(int fd);
+
 class UpstreamPool {
  public:
+  // How the pool's owner learns what happened on an idle connection and lets one go. Without
+  // one (the blocking backends) take() and sweep() ask the socket itself with a
+  // recv(MSG_PEEK), a syscall per take, and close(2) lets go. An event loop watches its idle
+  // connections instead, as nginx and HAProxy do, and knows without a syscall.
+  class IdleWatch {
+   public:
+    virtual ~IdleWatch() = default;
+    virtual void watch(int fd) = 0;    // fd joined the idle set
+    virtual bool alive(int fd) = 0;    // nothing came on it while idle: no EOF, reset or bytes
+    virtual void discard(int fd) = 0;  // fd leaves the idle set for good: close it
+  };
+
   // Limits per endpoint come from the upstream groups of `config` (UpstreamGroup::keepalive,
   // keepalive_timeout); an endpoint no group names gets `default_keep` / `default_timeout`.
   explicit UpstreamPool(const core::Config& config, std::size_t default_keep = 32,
@@ -44,6 +60,12 @@ class UpstreamPool {
   // then, e.g. once a second).
   void sweep(core::TimePoint now);
 
+  // From now on idle connections are watched by `watch` (which must outlive the pool's idle
+  // set): set before the first put().
+  void set_watch(IdleWatch* watch) { watch_ = watch; }
+  // Lets every idle connection go (the owner stops).
+  void clear();
+
   // Idle connections held for `ep` (tests, metrics).
   std::size_t idle_count(const core::Endpoint& ep) const;
 
@@ -61,9 +83,12 @@ class UpstreamPool {
   };
   Slot& slot_for(const core::Endpoint& ep);  // mu_ held
   static void report(Slot& slot);            // mu_ held
+  bool alive(int fd);                        // watch_, else a recv(MSG_PEEK)
+  void discard(int fd);                      // watch_, else close(2)
 
   std::size_t default_keep_;
   core::Duration default_timeout_;
+  IdleWatch* watch_ = nullptr;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Slot> slots_;  // key: Endpoint::text
 };

@@ -43,6 +43,7 @@ Loop::Loop(const core::Config& config, Generations& gens, int listen_fd, int dra
       gens_(gens) {
   if (config.mode == core::Mode::kProxy) {
     pool_ = std::make_unique<UpstreamPool>(config);
+    pool_->set_watch(&watch_);
   }
 }
 
@@ -274,7 +275,12 @@ int Loop::run(int log_loops) {
       ring_.run_ready();
     }
     if (finished()) {
-      break;
+      if (pool_ != nullptr) {
+        pool_->clear();  // the idle upstream connections go too, once their receives complete
+      }
+      if (watch_.in_flight() == 0) {
+        break;
+      }
     }
     core::TimePoint wake = std::min({deadlines_.earliest(), next_sweep_, drain_deadline_});
     if (multishot && accept_paused_until_ > core::Clock::now()) {

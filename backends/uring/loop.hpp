@@ -17,6 +17,7 @@
 #include "backends/uring/deadline_heap.hpp"
 #include "backends/uring/ring.hpp"
 #include "backends/uring/task.hpp"
+#include "backends/uring/upstream_watch.hpp"
 #include "server/buffer_pool.hpp"
 #include "server/config.hpp"
 #include "server/connection.hpp"
@@ -61,6 +62,7 @@ class Loop {
   // generation and loop).
   std::shared_ptr<LoopContext> context();
   UpstreamPool* pool() { return pool_.get(); }
+  UpstreamWatch& upstream_watch() { return watch_; }  // the pool's idle connections
   DeadlineHeap& deadlines() { return deadlines_; }
   bool draining() const { return draining_; }
   void attach(RingPump* p);
@@ -99,6 +101,7 @@ class Loop {
   core::BufferPool buffers_;  // the connections' input buffers, while they hold bytes
   Generations& gens_;
   std::shared_ptr<LoopContext> ctx_;  // of the newest generation this loop accepted under
+  UpstreamWatch watch_{ring_};        // before pool_: outlives its idle set
   std::unique_ptr<UpstreamPool> pool_;
   DeadlineHeap deadlines_;
 

@@ -88,11 +88,28 @@ void RingPump::completed(Op& op, int res, unsigned flags) {
         client_err_ = -res;
       }
     }
+  } else if (op.slot == kUpstreamRead && res == -ENOBUFS) {
+    // The adopted receive found the buffer ring empty: an ordinary read follows (submit()).
+    read_adopted_ = false;
   } else {
+    if (op.slot == kUpstreamRead) {
+      read_adopted_ = false;
+      if ((flags & IORING_CQE_F_BUFFER) != 0) {
+        op.buffer = static_cast<int>(flags >> IORING_CQE_BUFFER_SHIFT);
+      }
+    }
     op.has_result = true;
     op.res = res;
   }
   notify();
+}
+
+void RingPump::drop_upstream_result(Op& op) {
+  op.has_result = false;
+  if (op.buffer >= 0) {
+    loop_.ring().give_back(static_cast<unsigned>(op.buffer));
+    op.buffer = -1;
+  }
 }
 
 void RingPump::pop_input() {
@@ -217,7 +234,16 @@ bool RingPump::step(core::Connection& c, core::Wants& w, core::TimePoint now) {
     }
   }
   if (Op& op = ops_[kUpstreamRead]; op.has_result && !w.upstream_read.empty()) {
-    op.has_result = false;
+    if (op.buffer >= 0) {
+      // The adopted receive's bytes are in a ring buffer (at most Ring::kBufferSize, less than
+      // the core's upstream buffer): copied where the core wants them.
+      const std::size_t n =
+          std::min(static_cast<std::size_t>(std::max(op.res, 0)), w.upstream_read.size());
+      std::memcpy(w.upstream_read.data(), loop_.ring().buffer(static_cast<unsigned>(op.buffer)), n);
+      assert(op.res <= 0 || n == static_cast<std::size_t>(op.res));
+      op.res = op.res < 0 ? op.res : static_cast<int>(n);
+    }
+    drop_upstream_result(op);
     if (op.res >= 0) {
       c.on_upstream_read(static_cast<std::size_t>(op.res), now);
     } else if (op.res != -ECANCELED) {
@@ -253,7 +279,7 @@ bool RingPump::release_upstream(core::Connection& c, core::Wants& w, core::TimeP
     return false;  // the cancelled operations complete first
   }
   for (Slot s : {kConnect, kUpstreamRead, kUpstreamWrite}) {
-    ops_[s].has_result = false;
+    drop_upstream_result(ops_[s]);
   }
   if (ufd_ >= 0) {
     UpstreamPool* pool = loop_.pool();
@@ -283,6 +309,12 @@ bool RingPump::start_connect(core::Connection& c, const core::Wants& w, core::Ti
       ufd_ = fd;
       uep_ = &ep;
       upstream_connected_ = true;
+      // The receive that watched it while idle is still armed: it reads the response.
+      Op& read = ops_[kUpstreamRead];
+      if (loop_.upstream_watch().adopt(fd, &read)) {
+        read.in_flight = true;
+        read_adopted_ = true;
+      }
       c.on_upstream_connected(true, now);
       return true;
     }
@@ -381,7 +413,11 @@ void RingPump::cancel(Op& op) {
     return;
   }
   op.cancelled = true;
-  prep_cancel(loop_.ring(), &op);
+  if (op.slot == kUpstreamRead && read_adopted_) {
+    loop_.upstream_watch().cancel(ufd_);
+  } else {
+    prep_cancel(loop_.ring(), &op);
+  }
 }
 
 void RingPump::cancel_all() {
@@ -393,6 +429,7 @@ void RingPump::cancel_all() {
 bool RingPump::finish_and_abort_wanted() {
   assert(!busy());
   drop_input();
+  drop_upstream_result(ops_[kUpstreamRead]);
   if (spare_ != nullptr) {
     loop_.give_spare_buffer(spare_);
     spare_ = nullptr;

@@ -82,6 +82,7 @@ class RingPump final : public DeadlineEntry {
     bool has_result = false;  // completed, not yet reported to the core
     bool cancelled = false;   // a cancel was asked for the operation in flight
     int res = 0;
+    int buffer = -1;  // a provided-ring buffer holding the result's bytes (an adopted read)
     void resolve(int r, unsigned flags) override { pump->completed(*this, r, flags); }
   };
 
@@ -93,6 +94,7 @@ class RingPump final : public DeadlineEntry {
   void submit_send(Op& op, int fd, msghdr& msg, std::span<const iovec> iov);
   char*& send_copy(Slot slot) { return send_copy_[slot == kClientWrite ? 0 : 1]; }
   void cancel(Op& op);
+  void drop_upstream_result(Op& op);
   void drop_input();
   void pop_input();
   bool has_input() const { return input_first_ < input_.size(); }
@@ -136,6 +138,9 @@ class RingPump final : public DeadlineEntry {
   const core::Endpoint* uep_ = nullptr;
   bool upstream_connected_ = false;
   bool upstream_spoiled_ = false;  // an operation on it was cancelled: never pooled
+  // The upstream read in flight is the receive that watched the pooled connection (adopted
+  // from the loop's UpstreamWatch): cancelled through it.
+  bool read_adopted_ = false;
 };
 
 // The coroutine of one accepted client connection: runs its core::Connection with a RingPump

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "backends/common/socket.hpp"
@@ -131,6 +132,41 @@ TEST(UpstreamPool, ClosedByUpstreamWhileIdleIsDroppedOnTake) {
   EXPECT_FALSE(is_open(closed.pooled));
   EXPECT_FALSE(is_open(chatty.pooled));
   ::close(alive.pooled);
+}
+
+// An owner that watches its idle connections (the uring loop) answers for them: take() and
+// sweep() ask it, never the socket (a pending byte here would fail a peek), and every
+// connection the pool lets go is handed to it to close, never closed behind its back.
+struct FakeWatch final : UpstreamPool::IdleWatch {
+  std::vector<int> watched, discarded;
+  std::vector<int> dead;
+  void watch(int fd) override { watched.push_back(fd); }
+  bool alive(int fd) override { return std::find(dead.begin(), dead.end(), fd) == dead.end(); }
+  void discard(int fd) override { discarded.push_back(fd); }
+};
+
+TEST(UpstreamPool, AWatchingOwnerIsAskedInsteadOfTheSocket) {
+  FakeWatch watch;
+  UpstreamPool pool(2, 5s);
+  pool.set_watch(&watch);
+  auto a = endpoint("127.0.0.1:1001");
+  Pair chatty, dead, old_one, p4;
+  ASSERT_EQ(::write(chatty.upstream, "x", 1), 1);  // a peek would call it dead
+  pool.put(a, chatty.pooled, kT0);
+  EXPECT_EQ(watch.watched, std::vector<int>{chatty.pooled});
+  EXPECT_EQ(pool.take(a, kT0), chatty.pooled);
+  pool.put(a, dead.pooled, kT0);
+  watch.dead.push_back(dead.pooled);
+  EXPECT_EQ(pool.take(a, kT0), -1);
+  pool.put(a, old_one.pooled, kT0);
+  pool.sweep(kT0 + 6s);  // expired
+  pool.put(a, p4.pooled, kT0 + 6s);
+  pool.clear();
+  EXPECT_EQ(watch.discarded, (std::vector<int>{dead.pooled, old_one.pooled, p4.pooled}));
+  for (int fd : {chatty.pooled, dead.pooled, old_one.pooled, p4.pooled}) {
+    EXPECT_TRUE(is_open(fd)) << "the pool closed a watched connection itself";
+    ::close(fd);
+  }
 }
 
 TEST(UpstreamPool, LimitsComeFromTheConfiguredGroup) {

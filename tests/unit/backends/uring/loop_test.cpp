@@ -295,6 +295,57 @@ TEST_P(UringLoopTest, UpstreamResetMidResponse) {
   upstream.stop();
 }
 
+// Pooled upstream connections are watched by a receive armed on the ring: a drain cancels
+// them and reaps their completions before the loop ends (the upstream sees each one closed),
+// and a client gone while a reused connection's adopted receive awaits the response leaves
+// nothing resolved into a freed frame.
+TEST_P(UringLoopTest, DrainClosesPooledUpstreamConnectionsWithTheirReceivesArmed) {
+  std::atomic<int> closed{0};
+  test::FakeUpstream upstream;
+  ASSERT_TRUE(upstream.start([&](test::FakeConnection& c) {
+    while (auto head = c.read_head(10s)) {
+      if (head->find("/slow") != std::string::npos) {
+        std::this_thread::sleep_for(300ms);
+      }
+      if (!c.send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")) {
+        return;
+      }
+    }
+    ++closed;
+  }));
+  {
+    LoopThread loop({"--mode", "proxy", "--upstream",
+                     "127.0.0.1:" + std::to_string(upstream.port()), "--log-level", "error"});
+    std::vector<Socket> clients;
+    for (int i = 0; i < 4; ++i) {
+      clients.push_back(Socket::connect(loop.port()));
+      ASSERT_TRUE(clients.back().send_all("GET /a HTTP/1.1\r\nHost: t\r\n\r\n"));
+    }
+    for (Socket& s : clients) {
+      test::HttpResponse r = s.read_response(5s);
+      ASSERT_TRUE(r.ok()) << r.error;
+      ASSERT_EQ(r.body, "ok");
+    }
+    // Reused: the slow answer is awaited by the adopted receive when the client resets.
+    ASSERT_TRUE(clients[0].send_all("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"));
+    std::this_thread::sleep_for(50ms);
+    clients[0].close(true);
+    ASSERT_TRUE(clients[1].send_all("GET /b HTTP/1.1\r\nHost: t\r\n\r\n"));
+    test::HttpResponse r = clients[1].read_response(5s);
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.body, "ok");
+    std::this_thread::sleep_for(400ms);  // the slow answer came, to a connection let go
+    EXPECT_TRUE(loop.drain(5s));
+  }
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (closed.load() < 4 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(closed.load(), 4) << "pooled upstream connections left open after the drain";
+  EXPECT_LE(upstream.connections(), 4);
+  upstream.stop();
+}
+
 TEST_P(UringLoopTest, DrainWithAThousandIdleKeepAliveConnections) {
   LoopThread loop({});
   std::vector<Socket> clients;
