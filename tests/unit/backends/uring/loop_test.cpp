@@ -303,6 +303,11 @@ TEST_P(UringLoopTest, DrainClosesPooledUpstreamConnectionsWithTheirReceivesArmed
   std::atomic<int> closed{0};
   test::FakeUpstream upstream;
   ASSERT_TRUE(upstream.start([&](test::FakeConnection& c) {
+    // Counted however the connection ends: EOF (closed by the proxy) or a failed send.
+    struct Count {
+      std::atomic<int>& n;
+      ~Count() { ++n; }
+    } count{closed};
     while (auto head = c.read_head(10s)) {
       if (head->find("/slow") != std::string::npos) {
         std::this_thread::sleep_for(300ms);
@@ -311,7 +316,6 @@ TEST_P(UringLoopTest, DrainClosesPooledUpstreamConnectionsWithTheirReceivesArmed
         return;
       }
     }
-    ++closed;
   }));
   {
     LoopThread loop({"--mode", "proxy", "--upstream",
@@ -338,11 +342,12 @@ TEST_P(UringLoopTest, DrainClosesPooledUpstreamConnectionsWithTheirReceivesArmed
     EXPECT_TRUE(loop.drain(5s));
   }
   auto until = std::chrono::steady_clock::now() + 5s;
-  while (closed.load() < 4 && std::chrono::steady_clock::now() < until) {
+  while (closed.load() < upstream.connections() && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(10ms);
   }
-  EXPECT_EQ(closed.load(), 4) << "pooled upstream connections left open after the drain";
-  EXPECT_LE(upstream.connections(), 4);
+  EXPECT_GE(upstream.connections(), 2);  // one pooled at least while the slow one was awaited
+  EXPECT_EQ(closed.load(), upstream.connections())
+      << "pooled upstream connections left open after the drain";
   upstream.stop();
 }
 
