@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -58,6 +59,7 @@ bool Reloader::start(int drain_fd) {
   action.sa_flags = SA_RESTART;
   ::sigaction(SIGHUP, &action, nullptr);
   thread_ = std::thread([this, drain_fd, read_fd = signal_pipe[0]] {
+    ::pthread_setname_np(::pthread_self(), "gearbox-reload");  // tells it apart in /proc
     for (;;) {
       pollfd fds[3] = {{read_fd, POLLIN, 0}, {drain_fd, POLLIN, 0}, {stop_[0], POLLIN, 0}};
       if (::poll(fds, 3, -1) < 0) {

@@ -45,13 +45,15 @@ void expect_no_spin(const ServerProcess& server) {
   EXPECT_LT(burnt.count(), 300) << "the server spun while out of descriptors";
 }
 
-// One warning per streak of failures, not one per retry.
+// One warning per streak of failures, not one per retry (a retry every pause would log a dozen
+// or more here). Freeing descriptors can end a streak and start another while the backlog
+// drains: up to three streaks, depending on how the closes and accepts interleave.
 void expect_one_warning(const ServerProcess& server) {
   int warnings = 0;
   for (const std::string& line : server.log_lines()) {
     warnings += line.find("accept") != std::string::npos ? 1 : 0;
   }
-  EXPECT_LE(warnings, 2) << server.log_text();
+  EXPECT_LE(warnings, 3) << server.log_text();
 }
 
 // One process holds every connection (thread, pool, uring): under a low limit from the start,
