@@ -36,6 +36,23 @@ class ProxyFaultTest : public ProxyTest {
     allow_error("127.0.0.1:" + std::to_string(fake_.port()));
   }
 
+  // Sends `count` GETs on one keep-alive connection, `gap` apart, and expects each answered 200
+  // "ok" (by the upstream's kOk, never by bytes it sent unasked).
+  void expect_ok_on_one_connection(int count, std::chrono::milliseconds gap) {
+    Socket s = Socket::connect(port());
+    ASSERT_TRUE(s.valid()) << s.error();
+    for (int i = 0; i < count; ++i) {
+      if (i > 0) {
+        std::this_thread::sleep_for(gap);
+      }
+      ASSERT_TRUE(s.send_all("GET /r" + std::to_string(i) + " HTTP/1.1\r\nHost: app\r\n\r\n"));
+      HttpResponse r = s.read_response();
+      ASSERT_TRUE(r.ok()) << "request " << i << ": " << r.error;
+      ASSERT_EQ(r.status, 200) << "request " << i << ": " << r.raw_head;
+      ASSERT_EQ(r.body, "ok") << "request " << i;
+    }
+  }
+
   // Sends one GET and expects a 502 that carries nothing of `poison` (the upstream's bytes).
   void expect_502_for(const std::string& upstream_response, std::string_view poison) {
     start_with(fixed_response_handler(upstream_response));
@@ -102,18 +119,7 @@ TEST_P(ProxyFaultTest, IdleConnectionTheUpstreamClosedIsNotSentTheNextRequest) {
     }
     conn.close();
   });
-  Socket s = Socket::connect(port());
-  ASSERT_TRUE(s.valid()) << s.error();
-  for (int i = 0; i < 3; ++i) {
-    if (i > 0) {
-      std::this_thread::sleep_for(400ms);
-    }
-    ASSERT_TRUE(s.send_all("GET /r" + std::to_string(i) + " HTTP/1.1\r\nHost: app\r\n\r\n"));
-    HttpResponse r = s.read_response();
-    ASSERT_TRUE(r.ok()) << "request " << i << ": " << r.error;
-    ASSERT_EQ(r.status, 200) << "request " << i << ": " << r.raw_head;
-    ASSERT_EQ(r.body, "ok");
-  }
+  expect_ok_on_one_connection(3, 400ms);
   EXPECT_EQ(fake_.requests(), 3);
   EXPECT_EQ(fake_.connections(), 3);
   EXPECT_EQ(server_.log_text().find("before responding"), std::string::npos) << server_.log_text();
@@ -137,18 +143,7 @@ TEST_P(ProxyFaultTest, UnaskedBytesOnAnIdleConnectionAreNeverTakenForTheNextResp
       }
     }
   });
-  Socket s = Socket::connect(port());
-  ASSERT_TRUE(s.valid()) << s.error();
-  for (int i = 0; i < 3; ++i) {
-    if (i > 0) {
-      std::this_thread::sleep_for(300ms);
-    }
-    ASSERT_TRUE(s.send_all("GET /r" + std::to_string(i) + " HTTP/1.1\r\nHost: app\r\n\r\n"));
-    HttpResponse r = s.read_response();
-    ASSERT_TRUE(r.ok()) << "request " << i << ": " << r.error;
-    ASSERT_EQ(r.status, 200) << "request " << i << ": " << r.raw_head;
-    ASSERT_EQ(r.body, "ok") << "request " << i << " got the bytes sent unasked";
-  }
+  expect_ok_on_one_connection(3, 300ms);
   EXPECT_EQ(fake_.connections(), 3);
 }
 
