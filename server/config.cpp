@@ -731,7 +731,7 @@ ConfigResult load(int argc, const char* const* argv) {
       ("proxy-read-timeout", "longest wait for upstream bytes (default 60s)", text(), "DURATION")
       ("proxy-send-timeout", "longest stall writing upstream (default 60s)", text(), "DURATION")
       ("proxy-next-upstream-tries", "most servers tried per request (default 0 = all)", text(), "N")
-      ("proxy-keepalive", "idle upstream connections kept per server, per worker (default 32)", text(), "N")
+      ("proxy-keepalive", "idle upstream connections kept per server, per worker (default 256)", text(), "N")
       ("proxy-keepalive-timeout", "an idle upstream connection is closed after (default 60s)", text(), "DURATION")
       ("proxy-next-upstream-timeout", "no new try after this (default 0 = no limit)", text(), "DURATION")
       ("trusted-proxy", "peer whose X-Forwarded-For is kept (repeatable)", list(), "CIDR");

@@ -53,7 +53,7 @@ struct UpstreamGroup {
   // first, 0 = no limit.
   int next_upstream_tries = 0;
   Duration next_upstream_timeout{0};
-  std::size_t keepalive = 32;          // idle pooled connections kept per worker per server
+  std::size_t keepalive = 256;         // idle pooled connections kept per worker per server
   Duration keepalive_timeout{60'000};  // a pooled connection idle longer is closed
 };
 

@@ -35,7 +35,7 @@ class UpstreamPool {
 
   // Limits per endpoint come from the upstream groups of `config` (UpstreamGroup::keepalive,
   // keepalive_timeout); an endpoint no group names gets `default_keep` / `default_timeout`.
-  explicit UpstreamPool(const core::Config& config, std::size_t default_keep = 32,
+  explicit UpstreamPool(const core::Config& config, std::size_t default_keep = 256,
                         core::Duration default_timeout = core::Duration{60'000});
   UpstreamPool(std::size_t default_keep, core::Duration default_timeout);
   ~UpstreamPool();  // closes every idle connection

@@ -175,7 +175,7 @@ TEST(ConfigTest, EveryFlagSetsItsField) {
        }},
       {{"--upstream", "127.0.0.1:9001"},
        [](const Config& c) {
-         EXPECT_EQ(c.groups.at(0).keepalive, 32u);
+         EXPECT_EQ(c.groups.at(0).keepalive, 256u);
          EXPECT_EQ(c.groups.at(0).keepalive_timeout, milliseconds(60'000));
          EXPECT_EQ(c.groups.at(0).next_upstream_tries, 0);  // every server, as nginx
          EXPECT_EQ(c.groups.at(0).next_upstream_timeout, milliseconds(0));
