@@ -630,6 +630,37 @@ class HaproxyPeer(unittest.TestCase):
         ok = dict(rec, backend="thread", status="ok")
         self.assertEqual(run.smoke_failures([rec, ok], ["thread"]), [])  # not a smoke failure
 
+    def test_a_skip_for_one_scenario_does_not_skip_the_peer_elsewhere(self):
+        # haproxy cannot hold c10k under this descriptor limit, but must still run the proxy
+        # scenario after it; a missing program skips the peer everywhere.
+        from unittest import mock
+        info = matrix.parse_help(GEARBOX_HELP)
+        scenarios = [matrix.scenario_by_name("c10k"), matrix.scenario_by_name("proxy")]
+        calls = []
+
+        def fake_run(plan, t, sc, rep, upstream):
+            calls.append((t.base, sc.name))
+            rec = {"backend": t.label, "base": t.base, "kind": "peer", "scenario": sc.name,
+                   "rep": rep, "status": "ok", "problems": []}
+            if t.base == "go":
+                rec.update(status="skipped", problems=["skipped: `go` is not installed"])
+            elif sc.name == "c10k":
+                rec.update(status="skipped",
+                           problems=["skipped: haproxy reserves 2 descriptors per connection"])
+            return rec
+
+        with tempfile.TemporaryDirectory() as d, mock.patch.object(runner, "one_run", fake_run), \
+                mock.patch.object(runner.Upstream, "stop", lambda self: None):
+            plan = runner.Plan(binary="x", backends=[], scenarios=scenarios,
+                               peers=["haproxy", "go"], duration=1, repeat=1, smoke=False,
+                               server_cpus=[0], client_cpus=[1], server_args=[], info=info,
+                               out=Path(d))
+            recs = runner.run_matrix(plan, say=lambda *_: None)
+        self.assertIn(("haproxy", "proxy"), calls)
+        self.assertEqual([r["status"] for r in recs if r.get("scenario") == "proxy"
+                          and r.get("base") == "haproxy"], ["ok"])
+        self.assertEqual([c for c in calls if c[0] == "go"], [("go", "c10k")])  # then skipped
+
     @unittest.skipUnless(servers.haproxy_binary(), "haproxy is not installed")
     def test_answers_byte_for_byte_and_stops_cleanly(self):
         with tempfile.TemporaryDirectory() as d:
