@@ -533,11 +533,24 @@ def render(data: dict, summary: dict, chart_dir: str) -> str:
     if problems:
         lines += ["## Problems seen", ""]
         seen = set()
+        # A skip is listed once, with the scenarios it hit (every one, or only some: haproxy's
+        # descriptors at c10k).
+        skipped_in: dict[tuple, list[str]] = {}
+        scheduled: dict[str, set] = {}
+        for r in data["runs"]:
+            scheduled.setdefault(r["backend"], set()).add(r["scenario"])
+            if r["status"] in ("skipped", "unavailable"):
+                for p in r["problems"]:
+                    names = skipped_in.setdefault((r["backend"], p), [])
+                    if r["scenario"] not in names:
+                        names.append(r["scenario"])
         for r in problems:
             for p in r["problems"]:
                 if r["status"] in ("skipped", "unavailable"):
                     key = (r["backend"], p)
-                    where = f"{r['backend']} (every scenario)"
+                    names = skipped_in[key]
+                    every = set(names) == scheduled[r["backend"]]
+                    where = f"{r['backend']} ({'every scenario' if every else ', '.join(names)})"
                 else:
                     key = (r["backend"], r["scenario"], r["rep"], p)
                     where = f"{r['backend']} / {r['scenario']} (run {r['rep'] + 1})"

@@ -236,6 +236,19 @@ class Report(unittest.TestCase):
                               for s in matrix.SCENARIOS],
                 "runs": runs}
 
+    def test_a_skip_names_the_scenarios_it_hit(self):
+        data = self.data()
+        data["runs"].append({"backend": "nginx", "kind": "peer", "scenario": "c10k", "rep": 0,
+                             "connections": 10000, "status": "skipped",
+                             "problems": ["skipped: descriptors"]})
+        for sc in ("plaintext", "c10k"):
+            data["runs"].append({"backend": "go", "kind": "peer", "scenario": sc, "rep": 0,
+                                 "connections": 64, "status": "skipped",
+                                 "problems": ["skipped: `go` is not installed"]})
+        text = report.render(data, runner.aggregate(data["runs"]), "charts")
+        self.assertIn("- nginx (c10k): skipped: descriptors", text)
+        self.assertIn("- go (every scenario): skipped: `go` is not installed", text)
+
     def test_aggregate_median_min_max(self):
         s = runner.aggregate(self.data()["runs"])
         e = s["plaintext/thread"]
