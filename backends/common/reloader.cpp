@@ -60,6 +60,10 @@ bool Reloader::start(int drain_fd) {
   ::sigaction(SIGHUP, &action, nullptr);
   thread_ = std::thread([this, drain_fd, read_fd = signal_pipe[0]] {
     ::pthread_setname_np(::pthread_self(), "gearbox-reload");  // tells it apart in /proc
+    // Signals go to the serving threads, never here: this thread learns of them from the pipes.
+    sigset_t all;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
     for (;;) {
       pollfd fds[3] = {{read_fd, POLLIN, 0}, {drain_fd, POLLIN, 0}, {stop_[0], POLLIN, 0}};
       if (::poll(fds, 3, -1) < 0) {
