@@ -64,16 +64,9 @@ Generations::Generations() {
   epoch_ = new (page) std::atomic<std::uint32_t>(0);
 }
 
-Generations::~Generations() {
-  std::shared_ptr<Generation> last;
-  {
-    std::lock_guard lock(mu_);
-    last = std::move(current_);
-  }
-  last.reset();
-  // The epoch page stays mapped: after a drain timeout, connections still running (the process
-  // is exiting) may read it.
-}
+// The epoch page stays mapped: after a drain timeout, connections still running (the process is
+// exiting) may read it.
+Generations::~Generations() = default;
 
 std::shared_ptr<Generation> Generations::publish(const core::Config& config, bool health) {
   std::shared_ptr<Generation> old;

@@ -28,7 +28,7 @@ void on_reload_signal(int) {
   errno = saved_errno;
 }
 
-std::string endpoint_or_text(const std::string& text) {
+std::string or_none(const std::string& text) {
   return text.empty() ? "(none)" : text;
 }
 
@@ -112,8 +112,8 @@ std::string Reloader::reload_now() {
   const std::string& file = running_.config_file;
   // What a reload cannot change: the sockets main opened and the backend's whole shape.
   auto fixed = [&](const char* key, const std::string& was, const std::string& now) {
-    return file + ": " + key + ": cannot change by reload (" + endpoint_or_text(was) + " -> " +
-           endpoint_or_text(now) + "); restart gearbox for it";
+    return file + ": " + key + ": cannot change by reload (" + or_none(was) + " -> " +
+           or_none(now) + "); restart gearbox for it";
   };
   if (next.listen != running_.listen) {
     return refuse(fixed("listen", running_.listen, next.listen));
