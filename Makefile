@@ -26,7 +26,7 @@ DEB_PACKAGES := build-essential cmake pkg-config node-llhttp liburing-dev libboo
 all: build
 
 # The load-test peers' packages: `make bench` installs them (`make test` needs none of them).
-BENCH_PACKAGES := golang-go python3-uvloop nginx-light haproxy
+BENCH_PACKAGES := golang-go python3-uvloop nginx-light libnginx-mod-http-echo haproxy
 
 # The load-test tooling runs on Debian's interpreter, which has python3-matplotlib/-uvloop.
 PYTHON := /usr/bin/python3

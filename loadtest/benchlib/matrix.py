@@ -42,7 +42,9 @@ BACKEND_MODELS = {
 
 # How each peer is written (the report's "Peers" table): its source and its idiom.
 PEER_CODE = {
-    "nginx": ("generated nginx.conf", "`return 200` for /plaintext; in proxy mode every path "
+    "nginx": ("generated nginx.conf", "`return 200` for /plaintext; POST /echo by the echo "
+              "module (libnginx-mod-http-echo: `echo_read_request_body; echo_request_body;`, the "
+              "body buffered whole in memory, answered chunked); in proxy mode every path "
               "proxied over a keep-alive upstream pool"),
     "haproxy": ("generated haproxy.cfg", "`http-request return status 200` for /plaintext; in "
                 "proxy mode every path to the upstream with `option http-keep-alive`, "
@@ -129,8 +131,8 @@ OPEN_RATES = (2000, 5000, 10000, 20000, 40000, 60000)
 SCENARIOS = (
     Scenario("plaintext", "GET", "/plaintext", 64, peers=PROXIES + ("go",) + PY, smoke_peers=True, about="GET /plaintext, 64 keep-alive connections"),
     Scenario("metrics", "GET", "/plaintext", 64, scrape_metrics=True, smoke_backends=1, about="GET /plaintext, 64 keep-alive connections, as plaintext, with gearbox counting its metrics (--admin-listen) and the runner scraping GET /metrics once a second: what the counters cost"),
-    Scenario("echo-4k", "POST", "/echo", 64, body=4096, expect=ECHO, peers=("go", "py-thread", "py-asyncio", "py-uvloop"), smoke_peers=True, about="POST of a 4 KiB body echoed back, 64 connections"),
-    Scenario("echo-256k", "POST", "/echo", 64, body=262144, expect=ECHO, peers=("go",), about="POST of a 256 KiB body echoed back, 64 connections"),
+    Scenario("echo-4k", "POST", "/echo", 64, body=4096, expect=ECHO, peers=("nginx", "go", "py-thread", "py-asyncio", "py-uvloop"), smoke_peers=True, about="POST of a 4 KiB body echoed back, 64 connections"),
+    Scenario("echo-256k", "POST", "/echo", 64, body=262144, expect=ECHO, peers=("nginx", "go"), about="POST of a 256 KiB body echoed back, 64 connections"),
     Scenario("c1k", "GET", "/plaintext", 1000, min_duration=6, peers=PROXIES + ("go",), in_smoke=False, about="GET /plaintext over 1,000 keep-alive connections (one wrk thread): where a thread per connection starts to wait for the scheduler", server_flags=("--max-connections=20000", "--backlog=4096")),
     Scenario("c10k", "GET", "/plaintext", 10000, smoke_connections=500, wrk_threads=4, min_duration=15, peers=PROXIES + ("go", "py-thread", "py-asyncio", "py-uvloop"), about="GET /plaintext over 10,000 keep-alive connections", server_flags=("--max-connections=20000", "--backlog=4096")),
     Scenario("delay", "GET", "/delay/100", 1000, smoke_connections=100, expect=DONE, peers=("go",) + PY, smoke_peers=True, about="GET /delay/100 at 1,000 connections: waiting without working"),

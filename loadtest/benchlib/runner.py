@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import procstat, scrape, servers, wrk
-from .matrix import PEER_WORKERS, PEERS, PY_PEERS, BinaryInfo, Scenario
+from .matrix import ECHO, PEER_WORKERS, PEERS, PY_PEERS, BinaryInfo, Scenario
 
 BUSY = 0.85  # a side using this share of its CPUs or more was the bottleneck
 FOREIGN = 0.15  # server-CPU use by other processes beyond which a run is flagged
@@ -147,7 +147,8 @@ def start_target(plan: Plan, t: Target, scenario: Scenario, upstream: Upstream, 
                  cpus: list[int]) -> servers.Server:
     up = upstream.port() if scenario.mode == "proxy" else None
     if t.base == "nginx":
-        return servers.start_nginx(scenario.mode, cpus, log, up, workers=t.workers)
+        return servers.start_nginx(scenario.mode, cpus, log, up, workers=t.workers,
+                                   body_echo=scenario.expect == ECHO)
     if t.base == "haproxy":
         return servers.start_haproxy(scenario.mode, cpus, log, up, threads=t.workers,
                                      connections=scenario.conns(plan.smoke))

@@ -589,6 +589,60 @@ class NginxConfig(unittest.TestCase):
         up = servers.nginx_config("upstream", Path("/tmp/x"), 8080, status_port=8081)
         self.assertIn("stub_status", up)
 
+    def test_body_echo_loads_the_echo_module_only_where_asked(self):
+        plain = servers.nginx_config("echo", Path("/tmp/x"), 8080)
+        self.assertNotIn("load_module", plain)  # plaintext & co run as before
+        self.assertNotIn("/echo", plain)
+        conf = servers.nginx_config("echo", Path("/tmp/x"), 8080,
+                                    echo_module="/m/ngx_http_echo_module.so")
+        # a main-context directive: before the events and http blocks
+        self.assertTrue(conf.split("\n")[1].startswith("load_module /m/ngx_http_echo_module.so;"))
+        self.assertIn("location = /echo {", conf)
+        self.assertIn("echo_read_request_body;", conf)
+        self.assertIn("echo_request_body;", conf)
+        self.assertIn('location = /plaintext { return 200 "Hello, World!"; }', conf)
+        # the largest echo body stays in memory (else nginx writes it to a temp file)
+        largest = max(sc.body for sc in matrix.SCENARIOS if sc.expect == matrix.ECHO)
+        self.assertGreaterEqual(1 << 20, largest)
+        self.assertIn("client_body_buffer_size 1m;", conf)
+        self.assertIn("client_max_body_size 1m;", conf)
+        with self.assertRaises(ValueError):
+            servers.nginx_config("proxy", Path("/tmp/x"), 8080, upstream_port=1, echo_module="/m")
+        for name in ("echo-4k", "echo-256k"):
+            self.assertIn("nginx", matrix.scenario_by_name(name).peers)
+
+    def test_body_echo_without_the_module_is_a_skip_for_that_scenario_only(self):
+        from unittest import mock
+        if servers.nginx_binary() is None:
+            self.skipTest("nginx is not installed")
+        with tempfile.TemporaryDirectory() as d, \
+                mock.patch.object(servers, "nginx_echo_module", lambda: None):
+            with self.assertRaises(servers.StartError) as e:
+                servers.start_nginx("echo", None, Path(d) / "nginx.log", body_echo=True)
+        msg = str(e.exception)
+        self.assertTrue(msg.startswith("skipped: nginx's echo module"), msg)
+        self.assertIn("libnginx-mod-http-echo", msg)
+        rec = {"status": "skipped", "problems": [msg]}
+        self.assertFalse(runner.peer_missing(rec))  # nginx still runs the other scenarios
+
+    @unittest.skipUnless(servers.nginx_binary() and servers.nginx_echo_module(),
+                         "nginx or its echo module (libnginx-mod-http-echo) is not installed")
+    def test_echoes_4k_and_256k_byte_for_byte(self):
+        with tempfile.TemporaryDirectory() as d:
+            server = servers.start_nginx("echo", None, Path(d) / "nginx.log", workers=1,
+                                         body_echo=True)
+            try:
+                for sc in ("echo-4k", "echo-256k"):
+                    body = matrix.scenario_by_name(sc).body
+                    self.assertEqual(servers.check_responses(server.port, "POST", "/echo", body,
+                                                             matrix.ECHO, tries=3), "", sc)
+                # the check does look at nginx's bytes: plaintext is not an echo of 4 KiB
+                wrong = servers.check_responses(server.port, "POST", "/plaintext", 4096,
+                                                matrix.ECHO, tries=1)
+                self.assertNotEqual(wrong, "")
+            finally:
+                servers.stop(server)
+
 
 class HaproxyPeer(unittest.TestCase):
     def test_plaintext_config_returns_the_body_itself(self):
@@ -710,7 +764,7 @@ class RunnerAgainstStandIn(unittest.TestCase):
     def test_smoke_passes_and_nginx_really_proxies(self):
         # haproxy runs where it is installed and is skipped, not failed, where not (CI).
         r, res = self.run_py("--smoke", "--peers", "nginx,haproxy", "--backends", "thread,forky",
-                             "--scenarios", "plaintext,proxy")
+                             "--scenarios", "plaintext,echo-4k,proxy")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         hx = runs_of(res, "haproxy")
         self.assertEqual([x["scenario"] for x in hx], ["plaintext", "proxy"])
@@ -728,6 +782,13 @@ class RunnerAgainstStandIn(unittest.TestCase):
             self.assertGreater(up["wrk"]["requests"], 0)
             self.assertGreaterEqual(up["upstream_served"], up["wrk"]["requests"])
         res["runs"] = [x for x in res["runs"] if x["backend"] != "haproxy"]
+        # nginx echoes by its echo module (every answer checked by wrk's script as well), or is
+        # skipped in that scenario alone where the module is missing
+        ng_echo = runs_of(res, "nginx", "echo-4k")
+        self.assertEqual(len(ng_echo), 1)
+        if servers.nginx_echo_module() is None:
+            self.assertEqual(ng_echo[0]["status"], "skipped")
+            res["runs"].remove(ng_echo[0])
         self.assertEqual({x["status"] for x in res["runs"]}, {"ok"})
         forky = runs_of(res, "forky", "plaintext")[0]
         self.assertEqual(forky["server"]["peak_processes"], 2)
