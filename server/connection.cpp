@@ -23,7 +23,7 @@ Wants Connection::wants() const {
   }
   if (s.want_client_read) {
     w.client_data = true;
-    if (!s.ctx.driver_owns_input) {
+    if (!s.ctx.driver_owns_input || s.lend_body_read()) {
       w.client_read = {s.in + s.in_end, kClientBufferSize - s.in_end};
     }
   }
@@ -38,6 +38,7 @@ Wants Connection::wants() const {
 
 void Connection::on_client_read(std::size_t n, TimePoint now) {
   State& s = *s_;
+  s.body_read_lent = false;  // the read into the lent span (if any) is over
   if (n == 0) {
     // EOF. Between requests or while lingering it is the normal end. While a proxied exchange
     // is in flight the client gave up (nginx: "client prematurely closed connection") and the
@@ -74,6 +75,7 @@ void Connection::on_client_read(std::size_t n, TimePoint now) {
 
 std::size_t Connection::on_client_data(std::span<const char> bytes, TimePoint now) {
   State& s = *s_;
+  s.body_read_lent = false;  // the driver hands its own bytes: no read into a span is in flight
   if (bytes.empty()) {
     return 0;
   }

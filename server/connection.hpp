@@ -30,8 +30,9 @@ struct Context {
   Upstreams* upstreams = nullptr;  // proxy mode only: routes, balancer, health (balancer.hpp)
   BufferPool* buffers = nullptr;   // where input buffers come from; null: allocated per use
   // The driver hands received bytes it owns to on_client_data() (a ring's provided buffers)
-  // instead of reading into a span the core lends: then Wants::client_read stays empty and an
-  // idle connection holds no input buffer.
+  // instead of reading into a span the core lends: then an idle connection holds no input
+  // buffer, and Wants::client_read stays empty except while a request body is read (the core
+  // holds its buffer then anyway), when the driver may read into the span as well.
   bool driver_owns_input = false;
   bool draining = false;  // set by the driver before calling on_drain()
   // Reload (SIGHUP): the epoch of the configuration this connection was accepted under, and
@@ -68,8 +69,10 @@ enum class Release : std::uint8_t {
 // wants. Each slot holds at most one operation; a lent span stays valid and untouched until
 // that slot's completion event is reported. Empty span = nothing wanted in that slot.
 struct Wants {
-  // The core takes client bytes now: read into `client_read` (a lent span; empty when the
-  // context's driver_owns_input) or hand them to on_client_data().
+  // The core takes client bytes now: read into `client_read` (a lent span) and report
+  // on_client_read(), or (only when the context's driver_owns_input) hand bytes the driver owns
+  // to on_client_data(). With driver_owns_input a span is lent only mid-body; it stays valid
+  // until the next on_client_read() or on_client_data(), even if the wants change meanwhile.
   bool client_data = false;
   std::span<char> client_read;
   std::span<const iovec> client_write;

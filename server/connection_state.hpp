@@ -82,6 +82,11 @@ struct Connection::State {
   // parsed in place while a head is parsed, copied into `in` (spill_ext) before anything could
   // point into them (a body piece) and before the call returns.
   std::string_view ext;
+  // The free end of `in` was offered as Wants::client_read to a driver that owns its input
+  // (mid-body: lend_body_read()). The driver may have a read in flight into it, so `in` is kept
+  // (never given back, never moved) until that read is reported: on_client_read() (or
+  // on_client_data(), the driver's sign that it took no span) clears it.
+  bool body_read_lent = false;
 
   Request request = Request::kIdle;
   Handler handler = Handler::kNone;
@@ -191,11 +196,20 @@ struct Connection::State {
   // Gives the input buffer back when nothing in it is needed: no unparsed byte, no queued
   // write into it. Only when the driver hands its own bytes; a lent span needs the buffer.
   void release_input() {
-    if (in != nullptr && ctx.driver_owns_input && in_begin == in_end && !input_lent()) {
+    if (in != nullptr && ctx.driver_owns_input && in_begin == in_end && !input_lent() &&
+        !body_read_lent && !lend_body_read()) {
       give_buffer(ctx.buffers, in);
       in = nullptr;
       in_begin = in_end = 0;
     }
+  }
+
+  // A driver that owns its input still gets a span to read into while a request body is being
+  // read: its bytes land in the buffer the core needs for them anyway (a body piece must point
+  // into memory of its own), one copy less than a provided buffer copied in, and reads as large
+  // as the buffer's free end. Between requests no span is lent and no buffer held.
+  bool lend_body_read() const {
+    return ctx.driver_owns_input && want_client_read && request == Request::kBody && !closing;
   }
 
   // One move; false when nothing more can happen until an event.
@@ -705,9 +719,12 @@ struct Connection::State {
       }
     }
     release_input();
-    if (want_client_read && in == nullptr && !ctx.driver_owns_input) {
+    if (want_client_read && in == nullptr && (!ctx.driver_owns_input || lend_body_read())) {
       in = take_buffer(ctx.buffers);  // the span to lend
       in_begin = in_end = 0;
+    }
+    if (lend_body_read() && in_end < kClientBufferSize) {
+      body_read_lent = true;
     }
     if (proxy) {
       proxy->release_buffer();

@@ -78,6 +78,7 @@ std::string RingFeatures::describe() const {
   add(buf_ring, "provided_buffer_ring");
   add(multishot_accept, "multishot_accept");
   add(multishot_recv, "multishot_recv");
+  add(multishot_recv_limit, "multishot_recv_limit");
   add(recv_poll_first, "recv_poll_first");
   return out.empty() ? "none" : out;
 }
@@ -233,6 +234,31 @@ void Ring::probe_multishot() {
       if ((flags & IORING_CQE_F_MORE) != 0) {
         probe_cancel(&ring_, kRecv);
       }
+    }
+  }
+  if (server >= 0 && features_.multishot_recv) {
+    // With a total limit of one byte, a receive of one byte is its last (no F_MORE); a kernel
+    // without limits refuses the field (-EINVAL) or goes on (F_MORE).
+    constexpr __u64 kLimited = 3;
+    sqe = io_uring_get_sqe(&ring_);
+    io_uring_prep_recv_multishot(sqe, server, nullptr, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = kBufferGroup;
+    limit_multishot(sqe, 1);
+    io_uring_sqe_set_data64(sqe, kLimited);
+    io_uring_submit(&ring_);
+    char byte = 'y';
+    if (::write(client, &byte, 1) == 1) {
+      int n = probe_wait(&ring_, kLimited, &flags);
+      if ((flags & IORING_CQE_F_BUFFER) != 0) {
+        give_back(flags >> IORING_CQE_BUFFER_SHIFT);
+      }
+      features_.multishot_recv_limit = n == 1 && (flags & IORING_CQE_F_MORE) == 0;
+      if (n >= 0 && (flags & IORING_CQE_F_MORE) != 0) {
+        probe_cancel(&ring_, kLimited);
+      }
+    } else {
+      probe_cancel(&ring_, kLimited);
     }
   }
   if (server >= 0) {

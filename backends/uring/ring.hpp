@@ -26,6 +26,9 @@ struct RingFeatures {
   bool buf_ring = false;       // io_uring_register_buf_ring: receive buffers chosen at completion
   bool multishot_accept = false;
   bool multishot_recv = false;  // with the buffer ring
+  // A multishot receive ends itself once it received a total of bytes (sqe->optlen, Linux
+  // 6.16+): it takes the start of a request, never a whole large body into ring buffers.
+  bool multishot_recv_limit = false;
   // IORING_RECVSEND_POLL_FIRST (5.19): a receive waits for readiness before its first try.
   // Implied by multishot receive (6.0), which is probed for real.
   bool recv_poll_first = false;
@@ -34,10 +37,20 @@ struct RingFeatures {
 
 class Ring final : public Scheduler {
  public:
-  // Receive buffers of the provided-buffer ring (group kBufferGroup).
+  // Receive buffers of the provided-buffer ring (group kBufferGroup). As large as the core's
+  // input buffer, so that a request (a 4 KiB POST with its head) arrives in one completion and
+  // is answered in one send. A buffer's pages cost memory only once bytes landed in them: a
+  // small request touches its first page only, whatever the size.
   static constexpr unsigned kBufferCount = 1024;  // power of two
-  static constexpr unsigned kBufferSize = 4096;
+  static constexpr unsigned kBufferSize = 16 * 1024;
   static constexpr unsigned short kBufferGroup = 0;
+  // Bytes after which a multishot receive ends itself (multishot_recv_limit): the rest of a
+  // large body is read into the core's own buffer, without a copy out of ring buffers.
+  static constexpr unsigned kMultishotLimit = kBufferSize;
+
+  // The total limit of a multishot receive: sqe->optlen in newer kernel headers, the same field
+  // as file_index (unused by receives) in liburing 2.3's.
+  static void limit_multishot(io_uring_sqe* sqe, unsigned bytes) { sqe->file_index = bytes; }
 
   Ring() = default;
   ~Ring();

@@ -13,8 +13,12 @@
 
 #include "backends/common/socket.hpp"
 #include "backends/uring/loop.hpp"
+#include "server/buffer_pool.hpp"
 
 namespace gearbox::backends::uring {
+
+// An adopted upstream receive (one ring buffer) must fit the span the core lends for it.
+static_assert(Ring::kBufferSize <= core::BufferPool::kSize);
 
 RingPump::RingPump(Loop& loop, int client_fd) : loop_(loop), fd_(client_fd) {
   for (int i = 0; i < kSlots; ++i) {
@@ -59,7 +63,18 @@ void RingPump::completed(Op& op, int res, unsigned flags) {
     loop_.give_spare_buffer(send_copy(op.slot));
     send_copy(op.slot) = nullptr;
   }
-  if (op.slot == kClientRead) {
+  if (op.slot == kClientRead && lent_read_) {
+    // Into the core's lent span: the bytes wait there until the core takes client data again.
+    lent_read_ = false;
+    if (res > 0) {
+      op.has_result = true;
+      op.res = res;
+    } else if (res == 0) {
+      client_eof_ = true;
+    } else if (res != -ECANCELED) {
+      client_err_ = -res;
+    }
+  } else if (op.slot == kClientRead) {
     // Received bytes are the pump's until the core takes them (they may wait a while: the core
     // wants no read while it writes a response).
     Input in{nullptr, 0, res > 0 ? static_cast<std::size_t>(res) : 0, -1};
@@ -209,6 +224,11 @@ bool RingPump::step(core::Connection& c, core::Wants& w, core::TimePoint now) {
     }
   }
   if (w.client_data) {
+    if (Op& op = ops_[kClientRead]; op.has_result) {
+      op.has_result = false;  // a read into the lent span (nothing else reads meanwhile)
+      c.on_client_read(static_cast<std::size_t>(op.res), now);
+      return refresh();
+    }
     if (has_input()) {
       // The core parses the received bytes where they are and copies only what it keeps; a
       // lent span (a core not told that the driver owns its input) gets them copied in.
@@ -235,8 +255,8 @@ bool RingPump::step(core::Connection& c, core::Wants& w, core::TimePoint now) {
   }
   if (Op& op = ops_[kUpstreamRead]; op.has_result && !w.upstream_read.empty()) {
     if (op.buffer >= 0) {
-      // The adopted receive's bytes are in a ring buffer (at most Ring::kBufferSize, less than
-      // the core's upstream buffer): copied where the core wants them.
+      // The adopted receive's bytes are in a ring buffer (at most Ring::kBufferSize, no more
+      // than the core's empty upstream buffer lends): copied where the core wants them.
       const std::size_t n =
           std::min(static_cast<std::size_t>(std::max(op.res, 0)), w.upstream_read.size());
       std::memcpy(w.upstream_read.data(), loop_.ring().buffer(static_cast<unsigned>(op.buffer)), n);
@@ -365,16 +385,30 @@ void RingPump::submit_send(Op& op, int fd, msghdr& msg, std::span<const iovec> i
 
 void RingPump::submit(const core::Wants& w) {
   Ring& ring = loop_.ring();
-  if (Op& op = ops_[kClientRead];
-      w.client_data && !op.in_flight && !has_input() && !client_eof_ && client_err_ == 0) {
+  Op& read = ops_[kClientRead];
+  if (read.in_flight && multishot_ && !w.client_read.empty()) {
+    // Mid-body the core lends its own buffer: the rest of the body is read into it (one copy
+    // less, reads as large as its free end) once the multishot receive is done; what it still
+    // receives meanwhile is handed over first.
+    cancel(read);
+  }
+  if (w.client_data && !read.in_flight && !read.has_result && !has_input() && !client_eof_ &&
+      client_err_ == 0) {
+    Op& op = read;
     io_uring_sqe* sqe = ring.sqe_for(&op);
     multishot_ = false;
-    if (ring.has_buffers() && !no_buffers_) {
+    if (!w.client_read.empty()) {
+      io_uring_prep_recv(sqe, fd_, w.client_read.data(), w.client_read.size(), 0);
+      lent_read_ = true;
+    } else if (ring.has_buffers() && !no_buffers_) {
       // The kernel picks the buffer when bytes arrive: a connection waiting for its next
       // request pins none. A multishot receive stays armed across requests.
       multishot_ = ring.features().multishot_recv;
       if (multishot_) {
         io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
+        if (ring.features().multishot_recv_limit) {
+          Ring::limit_multishot(sqe, Ring::kMultishotLimit);  // re-armed when it ends
+        }
       } else {
         io_uring_prep_recv(sqe, fd_, nullptr, Ring::kBufferSize, 0);
       }

@@ -121,8 +121,11 @@ class RingPump final : public DeadlineEntry {
   static constexpr std::size_t kHoldLimit = 4;
   std::vector<Input> input_;
   std::size_t input_first_ = 0;
-  char* spare_ = nullptr;    // spare buffer lent to the receive in flight
-  bool multishot_ = false;   // the receive in flight is multishot
+  char* spare_ = nullptr;   // spare buffer lent to the receive in flight
+  bool multishot_ = false;  // the receive in flight is multishot
+  // The receive in flight reads into the span the core lends mid-body (Wants::client_read):
+  // its bytes are already where the core wants them, reported as on_client_read().
+  bool lent_read_ = false;
   bool no_buffers_ = false;  // the ring was empty: the next receive uses a spare buffer
   bool client_eof_ = false;  // EOF received, not yet reported
   int client_err_ = 0;       // receive error, not yet reported
