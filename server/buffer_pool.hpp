@@ -10,10 +10,13 @@ namespace gearbox::core {
 
 class BufferPool {
  public:
-  static constexpr std::size_t kSize = 16 * 1024;  // every buffer has this size
+  static constexpr std::size_t kSize = 16 * 1024;  // the default size of a pool's buffers
 
-  // Keeps at most `keep` free buffers; more given back are freed.
-  explicit BufferPool(std::size_t keep = 256) : keep_(keep) {}
+  // Keeps at most `keep` free buffers of `size` bytes each; more given back are freed. A driver
+  // whose connections hold a buffer only mid-message (none while idle) may choose larger ones:
+  // a large body then moves in fewer, larger reads and writes.
+  explicit BufferPool(std::size_t keep = 256, std::size_t size = kSize)
+      : keep_(keep), size_(size) {}
   ~BufferPool() {
     for (char* b : free_) {
       delete[] b;
@@ -22,10 +25,12 @@ class BufferPool {
   BufferPool(const BufferPool&) = delete;
   BufferPool& operator=(const BufferPool&) = delete;
 
-  // A buffer of kSize bytes, the most recently given back first (its pages are warm).
+  std::size_t size() const { return size_; }
+
+  // A buffer of size() bytes, the most recently given back first (its pages are warm).
   char* take() {
     if (free_.empty()) {
-      return new char[kSize];
+      return new char[size_];
     }
     char* b = free_.back();
     free_.pop_back();
@@ -45,9 +50,14 @@ class BufferPool {
 
  private:
   std::size_t keep_;
+  std::size_t size_;
   std::vector<char*> free_;
 };
 
+// The size of the buffers take_buffer() gives.
+inline std::size_t buffer_size(const BufferPool* pool) {
+  return pool != nullptr ? pool->size() : BufferPool::kSize;
+}
 // Takes from `pool`, or allocates when there is none (tests, drivers without a pool).
 inline char* take_buffer(BufferPool* pool) {
   return pool != nullptr ? pool->take() : new char[BufferPool::kSize];

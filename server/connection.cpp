@@ -24,7 +24,7 @@ Wants Connection::wants() const {
   if (s.want_client_read) {
     w.client_data = true;
     if (!s.ctx.driver_owns_input || s.lend_body_read()) {
-      w.client_read = {s.in + s.in_end, kClientBufferSize - s.in_end};
+      w.client_read = {s.in + s.in_end, s.in_size() - s.in_end};
     }
   }
   w.client_write = s.to_client.pending();

@@ -24,7 +24,6 @@
 
 namespace gearbox::core {
 
-inline constexpr std::size_t kClientBufferSize = BufferPool::kSize;
 // After the last response of a connection, how long unread input is drained before the close
 // (nginx's lingering close): a close with unread data would send RST and could destroy the
 // response in flight (RFC 9112 §9.6).
@@ -166,6 +165,9 @@ struct Connection::State {
     recompute_wants();
   }
 
+  // The input buffer's size (the worker's pool chooses it).
+  std::size_t in_size() const { return buffer_size(ctx.buffers); }
+
   // Copies handed-over bytes into the input buffer, as many as fit after the unparsed ones.
   void spill_ext() {
     if (closing && !shut_wr && close_mode == CloseMode::kAbort) {
@@ -178,12 +180,12 @@ struct Connection::State {
     }
     if (in_begin == in_end) {
       in_begin = in_end = 0;
-    } else if (kClientBufferSize - in_end < ext.size() && in_begin > 0 && !input_lent()) {
+    } else if (in_size() - in_end < ext.size() && in_begin > 0 && !input_lent()) {
       std::memmove(in, in + in_begin, in_end - in_begin);
       in_end -= in_begin;
       in_begin = 0;
     }
-    const std::size_t n = std::min(ext.size(), kClientBufferSize - in_end);
+    const std::size_t n = std::min(ext.size(), in_size() - in_end);
     std::memcpy(in + in_end, ext.data(), n);
     in_end += n;
     ext.remove_prefix(n);
@@ -714,7 +716,7 @@ struct Connection::State {
     }
     if (want_client_read && in != nullptr) {
       compact();
-      if (in_end == kClientBufferSize) {
+      if (in_end == in_size()) {
         want_client_read = false;  // read-ahead buffer full: stop until parsed
       }
     }
@@ -723,7 +725,7 @@ struct Connection::State {
       in = take_buffer(ctx.buffers);  // the span to lend
       in_begin = in_end = 0;
     }
-    if (lend_body_read() && in_end < kClientBufferSize) {
+    if (lend_body_read() && in_end < in_size()) {
       body_read_lent = true;
     }
     if (proxy) {
@@ -741,7 +743,7 @@ struct Connection::State {
   void compact() {
     if (in_begin == in_end) {
       in_begin = in_end = 0;
-    } else if (in_end == kClientBufferSize && in_begin > 0) {
+    } else if (in_end == in_size() && in_begin > 0) {
       std::memmove(in, in + in_begin, in_end - in_begin);
       in_end -= in_begin;
       in_begin = 0;

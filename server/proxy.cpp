@@ -15,7 +15,6 @@
 namespace gearbox::core {
 namespace {
 
-constexpr std::size_t kUpstreamBufferSize = BufferPool::kSize;
 // The largest request body (as framed upstream) kept to be sent again to the next server;
 // nginx keeps client_body_buffer_size in memory and the rest in a file, gearbox keeps no file.
 constexpr std::size_t kReplayBodyMax = 64 * 1024;
@@ -591,7 +590,8 @@ void ProxyLeg::fill_wants(Wants& w) const {
       if ((tunnel_ && !upstream_eof_ && s_.to_client.empty() && in_begin_ == in_end_) ||
           (!tunnel_ && exchange_ && !response_done_ && !upstream_eof_ && in_begin_ == in_end_ &&
            s_.to_client.empty())) {
-        w.upstream_read = {in_, kUpstreamBufferSize};  // in_begin_ == in_end_: restart at 0
+        // in_begin_ == in_end_: restart at 0. The buffer comes from the client's pool.
+        w.upstream_read = {in_, buffer_size(s_.ctx.buffers)};
       }
       break;
     case Up::kReleasing:

@@ -68,6 +68,13 @@ class Loop {
   void attach(RingPump* p);
   void detach(RingPump* p);  // the connection is gone (every CQE reaped): a slot is free
 
+  // The size of the connections' input buffers (and the proxy's upstream ones), held only
+  // while they hold bytes. Larger than the blocking backends' (whose connections hold theirs
+  // from birth to death): a connection here holds none while idle, and a large body moves
+  // 64 KiB per receive and send (profiled at echo-256k: 16 KiB pieces cost the server about
+  // 1.6 times the CPU per request).
+  static constexpr std::size_t kInputBufferSize = 64 * 1024;
+
   // Receive buffers for when the provided-buffer ring is missing or empty (ENOBUFS).
   static constexpr std::size_t kSpareBufferSize = 16 * 1024;
   char* take_spare_buffer();
@@ -98,7 +105,7 @@ class Loop {
   int drain_fd_;
   std::size_t cap_;
   Ring ring_;
-  core::BufferPool buffers_;  // the connections' input buffers, while they hold bytes
+  core::BufferPool buffers_{256, kInputBufferSize};
   Generations& gens_;
   std::shared_ptr<LoopContext> ctx_;  // of the newest generation this loop accepted under
   UpstreamWatch watch_{ring_};        // before pool_: outlives its idle set

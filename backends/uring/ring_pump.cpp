@@ -13,12 +13,11 @@
 
 #include "backends/common/socket.hpp"
 #include "backends/uring/loop.hpp"
-#include "server/buffer_pool.hpp"
 
 namespace gearbox::backends::uring {
 
 // An adopted upstream receive (one ring buffer) must fit the span the core lends for it.
-static_assert(Ring::kBufferSize <= core::BufferPool::kSize);
+static_assert(Ring::kBufferSize <= Loop::kInputBufferSize);
 
 RingPump::RingPump(Loop& loop, int client_fd) : loop_(loop), fd_(client_fd) {
   for (int i = 0; i < kSlots; ++i) {

@@ -23,8 +23,10 @@ class CoreHarness {
   // buffers) instead of reading into the span the core lends (a blocking pump). The bytes handed
   // over are scribbled over right after each call, so a core that kept pointing into them
   // answers garbage.
-  explicit CoreHarness(core::Config cfg = {}, bool owned_input = false)
-      : cfg_(std::move(cfg)), owned_input_(owned_input) {
+  // `buffer_size`: of the input buffers the core takes from the harness's pool.
+  explicit CoreHarness(core::Config cfg = {}, bool owned_input = false,
+                       std::size_t buffer_size = core::BufferPool::kSize)
+      : cfg_(std::move(cfg)), owned_input_(owned_input), buffers_(256, buffer_size) {
     ctx_.config = &cfg_;
     ctx_.driver_owns_input = owned_input;
     ctx_.buffers = &buffers_;

@@ -394,6 +394,21 @@ TEST(ProxyOwnedInput, IdleProxiedConnectionHoldsNoBuffers) {
   EXPECT_FALSE(h.conn().holds_buffers()) << "client or upstream buffer kept while idle";
 }
 
+TEST(ProxyOwnedInput, APoolOfLargerBuffersReadsTheUpstreamInLargerPieces) {
+  constexpr std::size_t kBig = 64 * 1024;
+  CoreHarness h(proxy_config(), true, kBig);
+  std::string body(150'000, 'r');
+  for (std::size_t i = 0; i < body.size(); i += 7) {
+    body[i] = static_cast<char>('a' + i % 26);
+  }
+  h.upstream_script = "HTTP/1.1 200 OK\r\nContent-Length: 150000\r\n\r\n" + body;
+  h.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+  h.run();
+  EXPECT_TRUE(h.output().ends_with("\r\n\r\n" + body)) << h.output().size();
+  EXPECT_LE(h.client_writes(), 3) << "the upstream's bytes came in pieces smaller than 64 KiB";
+  EXPECT_FALSE(h.conn().holds_buffers());
+}
+
 TEST(ProxyLeg, ResponseHeadAndTheBodyReadWithItGoOutInOneWrite) {
   CoreHarness h(proxy_config());
   h.upstream_script = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
