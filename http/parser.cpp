@@ -127,7 +127,8 @@ struct FieldFacts {
   bool cl_bad = false;
   std::uint64_t cl = 0;
   bool te_seen = false;
-  bool te_chunked = false;  // chunked is the final coding
+  bool te_chunked = false;  // chunked is a coding of the list
+  bool te_final = false;    // chunked is the final coding
   bool te_bad = false;      // chunked twice, or an empty list
   bool te_unknown = false;  // a coding other than chunked
   bool conn_close = false;
@@ -187,8 +188,10 @@ FieldFacts scan_fields(const Headers& headers) {
                 f.te_bad = true;
               }
               f.te_chunked = true;
+              f.te_final = true;
             } else {
               f.te_unknown = true;
+              f.te_final = false;
             }
           });
           f.te_seen = true;
@@ -529,13 +532,14 @@ int Engine::request_head() {
   }
   if (f.te_seen) {
     // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing; with Content-Length
-    // it is a smuggling attempt (§6.3 point 3). Codings other than chunked are not
-    // implemented (501); chunked must be the final one.
-    if (h.version_minor == 0 || f.cl_seen) {
+    // it is a smuggling attempt (§6.3 point 3). Chunked not the final coding leaves the length
+    // unknown: 400 (§6.3 point 4, a MUST). Codings other than chunked before it are not
+    // implemented (501, RFC 9112 §6.1).
+    if (h.version_minor == 0 || f.cl_seen || !f.te_final) {
       fail(Error::kBadRequest);
       return -1;
     }
-    if (f.te_unknown || !f.te_chunked) {
+    if (f.te_unknown) {
       fail(Error::kNotImplemented);
       return -1;
     }
@@ -618,7 +622,8 @@ ParseStep Engine::error_step(llhttp_errno_t err) {
                       : Error::kBadRequest;
           break;
         case HPE_INVALID_TRANSFER_ENCODING:
-          error = Error::kNotImplemented;
+          // llhttp: chunked is not the final coding of a request (RFC 9112 §6.3 point 4).
+          error = Error::kBadRequest;
           break;
         default:
           error = Error::kBadRequest;

@@ -137,10 +137,19 @@ TEST_P(ErrorTest, UnknownTransferCodingIs501) {
       501);
 }
 
-TEST_P(ErrorTest, GzipOnlyTransferEncodingIsRejected) {
+TEST_P(ErrorTest, ChunkedNotTheFinalTransferCodingIs400) {
   ASSERT_TRUE(start_server());
-  // RFC 9112 §6.1 (not understood: 501) and §6.3 item 4 (chunked not final: 400) both apply.
-  expect_error("POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip\r\n\r\n", {501, 400});
+  // RFC 9112 §6.3 item 4: chunked not the final coding of a request: 400 (a MUST), then close.
+  expect_error("POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip\r\n\r\n", 400);
+  expect_error(
+      "POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
+      "5\r\nhello\r\n0\r\n\r\n",
+      400);
+  // RFC 9112 §6.1: chunked applied twice is malformed framing.
+  expect_error(
+      "POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"
+      "5\r\nhello\r\n0\r\n\r\n",
+      400);
 }
 
 TEST_P(ErrorTest, ContentLengthWithTransferEncodingIs400) {
