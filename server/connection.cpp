@@ -11,7 +11,30 @@ namespace gearbox::core {
 Connection::Connection(Context& ctx, Peer peer, TimePoint now)
     : s_(std::make_unique<State>(ctx, std::move(peer), now)) {}
 
-Connection::~Connection() = default;
+Connection::~Connection() {
+  if (s_ == nullptr && asleep_metrics_ != nullptr) {
+    metrics::Shard* m = asleep_metrics_;
+    m->idle.fetch_sub(1, std::memory_order_relaxed);
+    m->open.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
+bool Connection::can_sleep() const {
+  return s_ != nullptr && s_->can_sleep();
+}
+
+void Connection::sleep() {
+  assert(can_sleep());
+  s_->asleep = true;
+  asleep_metrics_ = s_->counted_idle ? s_->metrics : nullptr;
+  s_.reset();
+}
+
+void Connection::wake(Context& ctx, Peer peer, TimePoint deadline, TimePoint now) {
+  assert(asleep());
+  s_ = std::make_unique<State>(ctx, std::move(peer), deadline, now);
+  asleep_metrics_ = nullptr;
+}
 
 Wants Connection::wants() const {
   const State& s = *s_;

@@ -17,6 +17,10 @@
 
 namespace gearbox::core {
 
+namespace metrics {
+struct Shard;
+}
+
 using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
 inline constexpr TimePoint kNever = TimePoint::max();
@@ -48,8 +52,10 @@ struct Context {
 
 // Who is on the other end of the client socket.
 struct Peer {
-  std::string address;                     // "127.0.0.1" or "::1", no port
-  const sockaddr_storage* addr = nullptr;  // for trusted-proxy checks; may be null in tests
+  std::string address;  // "127.0.0.1" or "::1", no port
+  // For trusted-proxy checks, read while the Connection is constructed (or woken) only; may
+  // be null in tests.
+  const sockaddr_storage* addr = nullptr;
 };
 
 enum class CloseMode : std::uint8_t {
@@ -126,6 +132,21 @@ class Connection {
 
   // True when waiting for the first byte of a request with nothing in flight (safe to close).
   bool idle() const;
+
+  // --- Sleeping: an idle keep-alive connection held in a few bytes ----------------------------
+  // A driver that can wait for a connection's next bytes without the core (a ring's receive
+  // armed on the socket, a poller) may free the core's state between requests, as nginx frees
+  // a keep-alive connection's request between requests. can_sleep(): idle at a request
+  // boundary, no byte buffered, nothing to write, no upstream connection held, no deadline but
+  // the idle one (wants() is then: client_data, and that deadline). sleep() frees the state;
+  // the connection stays counted open and idle. Until wake(), only wake() and the destructor
+  // may be called. wake() rebuilds the state as it was: idle, with the idle deadline
+  // `deadline` (the last wants().deadline), under `ctx` and `peer` (the same as before); then
+  // the driver reports the event that woke it (bytes, EOF, the deadline, the drain).
+  bool can_sleep() const;
+  void sleep();
+  void wake(Context& ctx, Peer peer, TimePoint deadline, TimePoint now);
+  bool asleep() const { return s_ == nullptr; }
   // True while the connection holds an input buffer (client side or upstream side).
   bool holds_buffers() const;
 
@@ -133,6 +154,8 @@ class Connection {
   friend class ProxyLeg;
   struct State;
   std::unique_ptr<State> s_;
+  // While asleep: the metric shard that counts this connection open and idle (null: none).
+  metrics::Shard* asleep_metrics_ = nullptr;
 };
 
 }  // namespace gearbox::core

@@ -47,10 +47,22 @@ struct Connection::State {
     }
     update(now);
   }
+  // A connection woken from sleep (Connection::wake): idle at a request boundary, already
+  // counted open and idle, its idle deadline still running.
+  State(Context& c, Peer p, TimePoint idle_deadline, TimePoint now)
+      : ctx(c),
+        cfg(*c.config),
+        peer(std::move(p)),
+        parser(cfg.limits),
+        proxy(cfg.mode == Mode::kProxy ? std::make_unique<ProxyLeg>(*this) : nullptr) {
+    client_deadline = idle_deadline;
+    counted_idle = metrics != nullptr;
+    update(now);
+  }
   // An exchange cut short (reset, abort, client gone) still gets its access-log line.
   ~State() {
     end_exchange(last_now);
-    if (metrics != nullptr) {
+    if (metrics != nullptr && !asleep) {
       set_idle(false);
       metrics->open.fetch_sub(1, std::memory_order_relaxed);
     }
@@ -110,6 +122,17 @@ struct Connection::State {
   // is counted in its idle gauge.
   metrics::Shard* metrics = metrics::local();
   bool counted_idle = false;
+  bool asleep = false;  // freed by Connection::sleep(): the gauges keep counting it
+
+  // Idle at a request boundary and holding nothing but this state (Connection::can_sleep).
+  bool can_sleep() const {
+    return request == Request::kIdle && want_client_read && !closing && !done && !draining &&
+           in == nullptr && to_client.empty() && !upgrade_pending && !client_eof &&
+           !continue_pending && !exchange_open && send_deadline == kNever &&
+           delay_deadline == kNever && keep_alive && !superseded() &&
+           (!proxy || (proxy->released() && !proxy->holds_buffer() && !proxy->active() &&
+                       proxy->deadline() == kNever));
+  }
 
   OutQueue to_client;
   std::string client_head;  // response head (or whole small response) being written

@@ -21,7 +21,10 @@ constexpr std::size_t kReplayBodyMax = 64 * 1024;
 
 }  // namespace
 
-ProxyLeg::ProxyLeg(Connection::State& s) : s_(s), parser_(s.cfg.limits) {}
+ProxyLeg::ProxyLeg(Connection::State& s)
+    : s_(s),
+      parser_(s.cfg.limits),
+      client_trusted_(s.peer.addr != nullptr && is_trusted(*s.peer.addr, s.cfg.trusted_proxies)) {}
 
 ProxyLeg::~ProxyLeg() {
   give_buffer(s_.ctx.buffers, in_);
@@ -126,7 +129,7 @@ void ProxyLeg::send_request_head() {
   const UpstreamGroup& g = group();
   RequestRewrite rw;
   rw.client_address = s_.peer.address;
-  rw.client_trusted = s_.peer.addr != nullptr && is_trusted(*s_.peer.addr, s_.cfg.trusted_proxies);
+  rw.client_trusted = client_trusted_;
   // RFC 9112 §3.2.2: the authority of an absolute-form target overrides the received Host.
   // It only names the host: where to connect was chosen by the route, never by the target.
   rw.client_host = Router::authority(h.target);

@@ -76,7 +76,8 @@ class ProxyLeg {
 
   Connection::State& s_;
   http::ResponseParser parser_;
-  char* in_ = nullptr;  // upstream input buffer, held while an upstream connection is
+  const bool client_trusted_;  // the peer is a trusted proxy (its X-Forwarded-For is kept)
+  char* in_ = nullptr;         // upstream input buffer, held while an upstream connection is
   std::size_t in_begin_ = 0;
   std::size_t in_end_ = 0;
 

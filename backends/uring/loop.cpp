@@ -244,6 +244,10 @@ void Loop::begin_drain(core::TimePoint now) {
   }
 }
 
+void Loop::close_socket(int fd) {
+  io_uring_prep_close(ring_.sqe_for(&closer_), fd);
+}
+
 bool Loop::finished() const {
   return draining_ && live_ == 0 && acceptor_done_ && drain_watch_done_;
 }
@@ -278,8 +282,8 @@ int Loop::run(int log_loops) {
       if (pool_ != nullptr) {
         pool_->clear();  // the idle upstream connections go too, once their receives complete
       }
-      if (watch_.in_flight() == 0) {
-        break;
+      if (ring_.outstanding() == 0) {
+        break;  // the idle upstream connections' receives and the last closes completed
       }
     }
     core::TimePoint wake = std::min({deadlines_.earliest(), next_sweep_, drain_deadline_});

@@ -82,6 +82,10 @@ class Loop {
 
   std::size_t live() const { return live_; }
 
+  // Closes a connection's socket on the ring (with the next submit); nobody waits for it, and
+  // the loop does not stop before it completed.
+  void close_socket(int fd);
+
  private:
   struct CapacityAwait;
   // Multishot accept: one SQE yields a CQE per accepted connection until cancelled or failed.
@@ -92,6 +96,9 @@ class Loop {
     Loop& loop_;
     bool armed = false;
     bool cancelled = false;
+  };
+  struct Closer final : Resolver {
+    void resolve(int, unsigned) override {}
   };
   Detached accept_loop();
   void tend_multishot(core::TimePoint now);
@@ -128,6 +135,7 @@ class Loop {
   std::vector<char*> spare_buffers_;
 
   MultishotAcceptor multishot_{*this};
+  Closer closer_;
   std::deque<int> accepted_;  // accepted by the multishot while at the cap: served in turn
   bool accept_warned_ = false;
   core::TimePoint accept_paused_until_{};

@@ -20,7 +20,7 @@ namespace gearbox::backends::uring {
 static_assert(Ring::kBufferSize <= Loop::kInputBufferSize);
 
 RingPump::RingPump(Loop& loop, int client_fd) : loop_(loop), fd_(client_fd) {
-  for (int i = 0; i < kSlots; ++i) {
+  for (int i = 0; i < kConnect; ++i) {
     ops_[i].pump = this;
     ops_[i].slot = static_cast<Slot>(i);
   }
@@ -44,13 +44,53 @@ void RingPump::notify() {
   }
 }
 
-bool RingPump::busy() const {
-  for (const Op& op : ops_) {
-    if (op.in_flight) {
-      return true;
+RingPump::Upstream& RingPump::upstream() {
+  if (!up_) {
+    up_ = std::make_unique<Upstream>();
+    for (int i = kConnect; i < kSlots; ++i) {
+      up_->ops[i - kConnect].pump = this;
+      up_->ops[i - kConnect].slot = static_cast<Slot>(i);
     }
   }
-  return false;
+  return *up_;
+}
+
+template <class F>
+void RingPump::each_op(F f) const {
+  for (const Op& op : ops_) {
+    f(op);
+  }
+  if (up_) {
+    for (const Op& op : up_->ops) {
+      f(op);
+    }
+  }
+}
+
+bool RingPump::busy() const {
+  bool any = false;
+  each_op([&](const Op& op) { any = any || op.in_flight; });
+  return any;
+}
+
+bool RingPump::quiet() const {
+  if (pending_ || drain_pending_ || killed_ || has_input() || client_eof_ || client_err_ != 0 ||
+      ufd() >= 0 || send_copy_ != nullptr) {
+    return false;
+  }
+  bool still = true;
+  each_op([&](const Op& op) {
+    still = still && !op.has_result && (!op.in_flight || op.slot == kClientRead);
+  });
+  return still;
+}
+
+void RingPump::shed() {
+  assert(quiet());
+  up_.reset();
+  client_msg_.reset();
+  input_ = {};
+  input_first_ = 0;
 }
 
 void RingPump::completed(Op& op, int res, unsigned flags) {
@@ -104,10 +144,10 @@ void RingPump::completed(Op& op, int res, unsigned flags) {
     }
   } else if (op.slot == kUpstreamRead && res == -ENOBUFS) {
     // The adopted receive found the buffer ring empty: an ordinary read follows (submit()).
-    read_adopted_ = false;
+    up_->read_adopted = false;
   } else {
     if (op.slot == kUpstreamRead) {
-      read_adopted_ = false;
+      up_->read_adopted = false;
       if ((flags & IORING_CQE_F_BUFFER) != 0) {
         op.buffer = static_cast<int>(flags >> IORING_CQE_BUFFER_SHIFT);
       }
@@ -182,21 +222,21 @@ bool RingPump::step(core::Connection& c, core::Wants& w, core::TimePoint now) {
       return refresh();
     }
   } else if (w.upstream_connect != nullptr) {
-    Op& op = ops_[kConnect];
+    Op& op = this->op(kConnect);
     if (op.has_result) {
       op.has_result = false;
       if (op.res == 0) {
-        upstream_connected_ = true;
+        up_->connected = true;
         c.on_upstream_connected(false, now);
       } else {
-        ::close(ufd_);
-        ufd_ = -1;
-        uep_ = nullptr;
+        ::close(up_->fd);
+        up_->fd = -1;
+        up_->ep = nullptr;
         c.on_upstream_connect_failed(-op.res, now);
       }
       return refresh();
     }
-    if (ufd_ < 0 && start_connect(c, w, now)) {
+    if (ufd() < 0 && start_connect(c, w, now)) {
       return refresh();
     }
   }
@@ -211,7 +251,8 @@ bool RingPump::step(core::Connection& c, core::Wants& w, core::TimePoint now) {
       return refresh();
     }
   }
-  if (Op& op = ops_[kUpstreamWrite]; op.has_result) {
+  if (Op* op_ptr = up_ ? &op(kUpstreamWrite) : nullptr; op_ptr != nullptr && op_ptr->has_result) {
+    Op& op = *op_ptr;
     op.has_result = false;
     if (!w.upstream_write.empty() && op.res != -ECANCELED) {
       if (op.res >= 0) {
@@ -252,7 +293,9 @@ bool RingPump::step(core::Connection& c, core::Wants& w, core::TimePoint now) {
       return refresh();
     }
   }
-  if (Op& op = ops_[kUpstreamRead]; op.has_result && !w.upstream_read.empty()) {
+  if (Op* op_ptr = up_ ? &op(kUpstreamRead) : nullptr;
+      op_ptr != nullptr && op_ptr->has_result && !w.upstream_read.empty()) {
+    Op& op = *op_ptr;
     if (op.buffer >= 0) {
       // The adopted receive's bytes are in a ring buffer (at most Ring::kBufferSize, no more
       // than the core's empty upstream buffer lends): copied where the core wants them.
@@ -285,34 +328,34 @@ bool RingPump::step(core::Connection& c, core::Wants& w, core::TimePoint now) {
 // The core lets its upstream socket go: once nothing is in flight on it (cancelled first if
 // need be), it goes back to the loop's pool or is closed, and the core hears of it.
 bool RingPump::release_upstream(core::Connection& c, core::Wants& w, core::TimePoint now) {
+  Upstream& up = upstream();
   bool in_flight = false;
-  for (Slot s : {kConnect, kUpstreamRead, kUpstreamWrite}) {
-    Op& op = ops_[s];
+  for (Op& op : up.ops) {
     if (op.in_flight) {
       in_flight = true;
-      upstream_spoiled_ = true;
+      up.spoiled = true;
       cancel(op);
     }
   }
   if (in_flight) {
     return false;  // the cancelled operations complete first
   }
-  for (Slot s : {kConnect, kUpstreamRead, kUpstreamWrite}) {
-    drop_upstream_result(ops_[s]);
+  for (Op& op : up.ops) {
+    drop_upstream_result(op);
   }
-  if (ufd_ >= 0) {
+  if (up.fd >= 0) {
     UpstreamPool* pool = loop_.pool();
-    if (w.release_upstream == core::Release::kReuse && pool != nullptr && upstream_connected_ &&
-        !upstream_spoiled_) {
-      pool->put(*uep_, ufd_, now);
+    if (w.release_upstream == core::Release::kReuse && pool != nullptr && up.connected &&
+        !up.spoiled) {
+      pool->put(*up.ep, up.fd, now);
     } else {
-      ::close(ufd_);
+      ::close(up.fd);
     }
   }
-  ufd_ = -1;
-  uep_ = nullptr;
-  upstream_connected_ = false;
-  upstream_spoiled_ = false;
+  up.fd = -1;
+  up.ep = nullptr;
+  up.connected = false;
+  up.spoiled = false;
   c.on_upstream_released(now);
   return true;
 }
@@ -321,18 +364,19 @@ bool RingPump::release_upstream(core::Connection& c, core::Wants& w, core::TimeP
 // goes on the ring (reported on completion). True when an event was reported.
 bool RingPump::start_connect(core::Connection& c, const core::Wants& w, core::TimePoint now) {
   const core::Endpoint& ep = *w.upstream_connect;
+  Upstream& up = upstream();
   UpstreamPool* pool = loop_.pool();
   if (w.upstream_may_reuse && pool != nullptr) {
     int fd = pool->take(ep, now);
     if (fd >= 0) {
-      ufd_ = fd;
-      uep_ = &ep;
-      upstream_connected_ = true;
+      up.fd = fd;
+      up.ep = &ep;
+      up.connected = true;
       // The receive that watched it while idle is still armed: it reads the response.
-      Op& read = ops_[kUpstreamRead];
+      Op& read = op(kUpstreamRead);
       if (loop_.upstream_watch().adopt(fd, &read)) {
         read.in_flight = true;
-        read_adopted_ = true;
+        up.read_adopted = true;
       }
       c.on_upstream_connected(true, now);
       return true;
@@ -345,16 +389,16 @@ bool RingPump::start_connect(core::Connection& c, const core::Wants& w, core::Ti
   }
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  ufd_ = fd;
-  uep_ = &ep;
-  Op& op = ops_[kConnect];
+  up.fd = fd;
+  up.ep = &ep;
+  Op& op = this->op(kConnect);
   io_uring_prep_connect(loop_.ring().sqe_for(&op), fd, reinterpret_cast<const sockaddr*>(&ep.addr),
                         ep.len);
   op.in_flight = true;
   return false;
 }
 
-void RingPump::submit_send(Op& op, int fd, msghdr& msg, std::span<const iovec> iov) {
+void RingPump::submit_send(Op& op, int fd, std::span<const iovec> iov) {
   static_assert(kCoalesceMax <= Loop::kSpareBufferSize);
   io_uring_sqe* sqe = loop_.ring().sqe_for(&op);
   std::size_t total = 0;
@@ -374,6 +418,10 @@ void RingPump::submit_send(Op& op, int fd, msghdr& msg, std::span<const iovec> i
     send_copy(op.slot) = copy;
     io_uring_prep_send(sqe, fd, copy, total, MSG_NOSIGNAL);
   } else {
+    if (op.slot == kClientWrite && !client_msg_) {
+      client_msg_ = std::make_unique<msghdr>();
+    }
+    msghdr& msg = op.slot == kClientWrite ? *client_msg_ : upstream().msg;
     msg = msghdr{};
     msg.msg_iov = const_cast<iovec*>(iov.data());
     msg.msg_iovlen = std::min<std::size_t>(iov.size(), IOV_MAX);
@@ -421,17 +469,18 @@ void RingPump::submit(const core::Wants& w) {
     op.in_flight = true;
   }
   if (Op& op = ops_[kClientWrite]; !w.client_write.empty() && !op.in_flight && !op.has_result) {
-    submit_send(op, fd_, client_msg_, w.client_write);
+    submit_send(op, fd_, w.client_write);
   }
-  if (ufd_ >= 0 && upstream_connected_ && w.release_upstream == core::Release::kNone) {
-    if (Op& op = ops_[kUpstreamWrite];
+  if (ufd() >= 0 && up_->connected && w.release_upstream == core::Release::kNone) {
+    if (Op& op = this->op(kUpstreamWrite);
         !w.upstream_write.empty() && !op.in_flight && !op.has_result) {
-      submit_send(op, ufd_, upstream_msg_, w.upstream_write);
+      submit_send(op, up_->fd, w.upstream_write);
     }
-    if (Op& op = ops_[kUpstreamRead]; !w.upstream_read.empty() && !op.in_flight && !op.has_result) {
+    if (Op& op = this->op(kUpstreamRead);
+        !w.upstream_read.empty() && !op.in_flight && !op.has_result) {
       io_uring_sqe* sqe = ring.sqe_for(&op);
-      io_uring_prep_recv(sqe, ufd_, w.upstream_read.data(), w.upstream_read.size(), 0);
-      if (ops_[kUpstreamWrite].in_flight && ring.features().recv_poll_first) {
+      io_uring_prep_recv(sqe, up_->fd, w.upstream_read.data(), w.upstream_read.size(), 0);
+      if (this->op(kUpstreamWrite).in_flight && ring.features().recv_poll_first) {
         // The request is being sent in this very batch: its response cannot be there yet, so
         // the receive waits for readiness at once instead of failing a first try (EAGAIN).
         sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
@@ -446,8 +495,8 @@ void RingPump::cancel(Op& op) {
     return;
   }
   op.cancelled = true;
-  if (op.slot == kUpstreamRead && read_adopted_) {
-    loop_.upstream_watch().cancel(ufd_);
+  if (op.slot == kUpstreamRead && up_->read_adopted) {
+    loop_.upstream_watch().cancel(up_->fd);
   } else {
     prep_cancel(loop_.ring(), &op);
   }
@@ -457,30 +506,92 @@ void RingPump::cancel_all() {
   for (Op& op : ops_) {
     cancel(op);
   }
+  if (up_) {
+    for (Op& op : up_->ops) {
+      cancel(op);
+    }
+  }
 }
 
 bool RingPump::finish_and_abort_wanted() {
   assert(!busy());
   drop_input();
-  drop_upstream_result(ops_[kUpstreamRead]);
+  if (up_) {
+    drop_upstream_result(op(kUpstreamRead));
+    if (up_->fd >= 0) {
+      ::close(up_->fd);
+      up_->fd = -1;
+    }
+  }
   if (spare_ != nullptr) {
     loop_.give_spare_buffer(spare_);
     spare_ = nullptr;
   }
-  if (ufd_ >= 0) {
-    ::close(ufd_);
-    ufd_ = -1;
-  }
   return killed_;
 }
 
-Detached serve_connection(Loop& loop, int fd, sockaddr_storage peer) {
+namespace {
+
+// A peer address in the bytes an IPv6 one needs (a sockaddr_storage is 128): what a sleeping
+// connection keeps of it.
+union PeerAddress {
+  sockaddr sa;
+  sockaddr_in in4;
+  sockaddr_in6 in6;
+};
+
+// Not a coroutine: the sockaddr_storage the core reads while it builds its state lives on this
+// stack, not in the connection's frame.
+void wake(core::Connection& conn, LoopContext& ctx, const std::string& who, const PeerAddress& addr,
+          core::TimePoint deadline) {
+  sockaddr_storage storage{};
+  std::memcpy(&storage, &addr, sizeof addr);
+  conn.wake(ctx.ctx, core::Peer{who, &storage}, deadline, core::Clock::now());
+}
+
+core::Peer peer_of(const std::string& who, const sockaddr_storage& addr) {
+  return core::Peer{who, &addr};
+}
+
+}  // namespace
+
+// How long a connection stays idle between requests before its core state is freed.
+constexpr core::Duration kDoze{50};
+
+Detached serve_connection(Loop& loop, int fd, const sockaddr_storage& peer) {
   RingPump pump(loop, fd);
   bool abort = false;
   {
     std::shared_ptr<LoopContext> ctx = loop.context();  // the configuration in force now
-    core::Connection conn(ctx->ctx, core::Peer{address_text(peer), &peer}, core::Clock::now());
+    PeerAddress addr{};
+    std::memcpy(&addr, &peer, sizeof addr);
+    const std::string who = address_text(peer);
+    core::Connection conn(ctx->ctx, peer_of(who, peer), core::Clock::now());
+    // `peer` is the caller's: it is not read after the first suspension.
     while (!pump.apply(conn)) {
+      if (conn.can_sleep() && pump.quiet()) {
+        // Idle between requests with only the receive armed. Still so after kDoze (its end
+        // filed as the deadline instead of the idle one, which is later), the core's state
+        // and the pump's upstream half are freed until the next bytes, the idle deadline or
+        // the drain wake it: an idle keep-alive connection is held in its frame alone. nginx
+        // frees a keep-alive connection's request at once; the doze spares a busy connection
+        // rebuilding its state at every request.
+        const core::TimePoint deadline = conn.wants().deadline;
+        const core::TimePoint doze_end = core::Clock::now() + kDoze;
+        if (doze_end < deadline) {
+          loop.deadlines().set(&pump, doze_end);
+          co_await pump.next();
+          if (!pump.quiet() || !conn.can_sleep()) {
+            continue;  // an event came (apply() files the core's deadline again)
+          }
+          loop.deadlines().set(&pump, deadline);
+        }
+        conn.sleep();
+        pump.shed();
+        co_await pump.next();
+        wake(conn, *ctx, who, addr, deadline);
+        continue;
+      }
       co_await pump.next();
     }
     abort = conn.wants().close_mode == core::CloseMode::kAbort;
@@ -495,7 +606,7 @@ Detached serve_connection(Loop& loop, int fd, sockaddr_storage peer) {
     linger lg{1, 0};  // reset instead of FIN (core::CloseMode::kAbort)
     ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
   }
-  co_await SqeAwaitable(loop.ring(), [fd](io_uring_sqe* sqe) { io_uring_prep_close(sqe, fd); });
+  loop.close_socket(fd);
 }
 
 }  // namespace gearbox::backends::uring

@@ -11,6 +11,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "backends/uring/deadline_heap.hpp"
@@ -44,6 +45,12 @@ class RingPump final : public DeadlineEntry {
     };
     return Await{*this};
   }
+
+  // Nothing to report and nothing in flight but the client's receive: the connection may
+  // sleep (core::Connection::sleep) until next() returns. shed() then frees what a sleeping
+  // connection does not need (the upstream half, spare vectors).
+  bool quiet() const;
+  void shed();
 
   // Closing: asks the kernel to cancel every operation in flight (each still completes).
   void cancel_all();
@@ -86,13 +93,34 @@ class RingPump final : public DeadlineEntry {
     void resolve(int r, unsigned flags) override { pump->completed(*this, r, flags); }
   };
 
+  // The upstream socket and its operations, allocated while the core uses an upstream
+  // connection (proxy mode) and freed when the connection sleeps: an idle connection does not
+  // carry them.
+  struct Upstream {
+    Op ops[kSlots - kConnect];
+    msghdr msg{};
+    char* send_copy = nullptr;
+    int fd = -1;
+    const core::Endpoint* ep = nullptr;
+    bool connected = false;
+    bool spoiled = false;  // an operation on it was cancelled: never pooled
+    // The read in flight is the receive that watched the pooled connection (adopted from the
+    // loop's UpstreamWatch): cancelled through it.
+    bool read_adopted = false;
+  };
+
+  Op& op(Slot s) { return s < kConnect ? ops_[s] : upstream().ops[s - kConnect]; }
+  Upstream& upstream();  // allocated on first use
+  template <class F>
+  void each_op(F f) const;  // the client's operations, then the upstream's (if allocated)
+  int ufd() const { return up_ ? up_->fd : -1; }
   void completed(Op& op, int res, unsigned flags);
   bool step(core::Connection& c, core::Wants& w, core::TimePoint now);
   bool release_upstream(core::Connection& c, core::Wants& w, core::TimePoint now);
   bool start_connect(core::Connection& c, const core::Wants& w, core::TimePoint now);
   void submit(const core::Wants& w);
-  void submit_send(Op& op, int fd, msghdr& msg, std::span<const iovec> iov);
-  char*& send_copy(Slot slot) { return send_copy_[slot == kClientWrite ? 0 : 1]; }
+  void submit_send(Op& op, int fd, std::span<const iovec> iov);
+  char*& send_copy(Slot slot) { return slot == kClientWrite ? send_copy_ : upstream().send_copy; }
   void cancel(Op& op);
   void drop_upstream_result(Op& op);
   void drop_input();
@@ -101,7 +129,7 @@ class RingPump final : public DeadlineEntry {
 
   Loop& loop_;
   const int fd_;
-  Op ops_[kSlots];
+  Op ops_[kConnect];  // client read and write
   std::coroutine_handle<> waiter_;
   bool pending_ = false;
   bool drain_pending_ = false;
@@ -130,24 +158,17 @@ class RingPump final : public DeadlineEntry {
   bool client_eof_ = false;  // EOF received, not yet reported
   int client_err_ = 0;       // receive error, not yet reported
 
-  msghdr client_msg_{};
-  msghdr upstream_msg_{};
   // A write of several small pieces (a proxied response head and its body) goes out as one
   // send from a copy in a spare buffer, held until its completion: cheaper than a sendmsg.
   static constexpr std::size_t kCoalesceMax = 2048;
-  char* send_copy_[2] = {nullptr, nullptr};  // client write, upstream write
-
-  int ufd_ = -1;
-  const core::Endpoint* uep_ = nullptr;
-  bool upstream_connected_ = false;
-  bool upstream_spoiled_ = false;  // an operation on it was cancelled: never pooled
-  // The upstream read in flight is the receive that watched the pooled connection (adopted
-  // from the loop's UpstreamWatch): cancelled through it.
-  bool read_adopted_ = false;
+  char* send_copy_ = nullptr;           // of the client write
+  std::unique_ptr<msghdr> client_msg_;  // of a client sendmsg, allocated on first use
+  std::unique_ptr<Upstream> up_;
 };
 
 // The coroutine of one accepted client connection: runs its core::Connection with a RingPump
 // until done, then cancels and reaps what is in flight and closes the socket.
-Detached serve_connection(Loop& loop, int fd, sockaddr_storage peer);
+// `peer` is read before the coroutine first suspends only.
+Detached serve_connection(Loop& loop, int fd, const sockaddr_storage& peer);
 
 }  // namespace gearbox::backends::uring

@@ -62,8 +62,14 @@ class CoreHarness {
   std::vector<std::string> silent_upstreams;
   std::vector<std::string> resetting_upstreams;
 
+  // Put the connection to sleep whenever it can (Connection::can_sleep) once it waits for
+  // input, as the ring driver does, and wake it for the next event.
+  bool sleep_when_idle = false;
+  int sleeps() const { return sleeps_; }
+
   // Runs the connection until it waits for input or time.
   void run() {
+    wake_if_asleep();
     for (int guard = 0; guard < 10'000'000; ++guard) {
       core::Wants w = conn_->wants();
       if (w.done) {
@@ -184,6 +190,11 @@ class CoreHarness {
         conn_->on_client_read(0, now_);
         continue;
       }
+      if (sleep_when_idle && conn_->can_sleep()) {
+        asleep_deadline_ = conn_->wants().deadline;
+        conn_->sleep();
+        ++sleeps_;
+      }
       return;
     }
   }
@@ -191,13 +202,16 @@ class CoreHarness {
   // Moves the fake clock and reports the deadline when it passed.
   void advance(core::Duration d) {
     now_ += d;
+    wake_if_asleep();
     if (conn_->wants().deadline <= now_) {
       conn_->on_deadline(now_);
     }
     run();
   }
 
-  core::TimePoint deadline() const { return conn_->wants().deadline; }
+  core::TimePoint deadline() const {
+    return conn_->asleep() ? asleep_deadline_ : conn_->wants().deadline;
+  }
   core::TimePoint now() const { return now_; }
   const std::string& output() const { return output_; }
   const std::string& upstream_received() const { return upstream_received_; }
@@ -214,7 +228,11 @@ class CoreHarness {
     return it == received_by_.end() ? std::string() : it->second;
   }
   int reuses() const { return reuses_; }
-  core::Connection& conn() { return *conn_; }
+  core::Connection& conn() {
+    wake_if_asleep();
+    return *conn_;
+  }
+  bool asleep() const { return conn_->asleep(); }
   // The connection's context (it is read at each event: e.g. set config_epoch here).
   core::Context& context() { return ctx_; }
   int client_writes() const { return client_writes_; }
@@ -223,6 +241,11 @@ class CoreHarness {
   std::size_t free_buffers() const { return buffers_.free_count(); }
 
  private:
+  void wake_if_asleep() {
+    if (conn_->asleep()) {
+      conn_->wake(ctx_, peer_, asleep_deadline_, now_);
+    }
+  }
   bool listed(const std::vector<std::string>& endpoints) const {
     return std::find(endpoints.begin(), endpoints.end(), endpoint_) != endpoints.end();
   }
@@ -257,6 +280,8 @@ class CoreHarness {
   int reuses_ = 0;
   int client_writes_ = 0;
   int lent_reads_ = 0;
+  int sleeps_ = 0;
+  core::TimePoint asleep_deadline_ = core::kNever;
 };
 
 }  // namespace gearbox::test

@@ -16,13 +16,15 @@ using namespace std::chrono_literals;
 
 // How the harness hands the client's bytes over: read into the span the core lends (a blocking
 // pump), or from the driver's own memory (on_client_data, a ring's provided buffers) with the
-// body read into the span the core lends mid-body (as the ring driver does) or handed over too.
-enum class Input { kLent, kOwned, kOwnedHandOverBody };
+// body read into the span the core lends mid-body (as the ring driver does) or handed over too;
+// or as the ring driver, the connection put to sleep whenever it can (Connection::sleep).
+enum class Input { kLent, kOwned, kOwnedHandOverBody, kOwnedSleeping };
 
 std::string run_script(const std::string& in, std::size_t piece = 0, std::size_t write_piece = 0,
                        core::Config cfg = {}, Input input = Input::kLent) {
   CoreHarness h(cfg, input != Input::kLent);
   h.hand_over_mid_body = input == Input::kOwnedHandOverBody;
+  h.sleep_when_idle = input == Input::kOwnedSleeping;
   h.piece = piece;
   h.write_piece = write_piece;
   h.send(in);
@@ -32,13 +34,16 @@ std::string run_script(const std::string& in, std::size_t piece = 0, std::size_t
 }
 
 // The same output whatever the read and write sizes, and whether the bytes are read into the
-// span the core lends or handed over from the driver's memory (on_client_data).
+// span the core lends or handed over from the driver's memory (on_client_data), the connection
+// then put to sleep whenever it can (Connection::sleep).
 void expect_split_invariant(const std::string& in, core::Config cfg = {}) {
   const std::string whole = run_script(in, 0, 0, cfg);
-  for (Input input : {Input::kLent, Input::kOwned, Input::kOwnedHandOverBody}) {
+  for (Input input :
+       {Input::kLent, Input::kOwned, Input::kOwnedHandOverBody, Input::kOwnedSleeping}) {
     const char* how = input == Input::kLent    ? ""
                       : input == Input::kOwned ? " (handed over, body read into the lent span)"
-                                               : " (handed over, body too)";
+                      : input == Input::kOwnedHandOverBody ? " (handed over, body too)"
+                                                           : " (handed over, sleeping when idle)";
     for (std::size_t piece = 1; piece <= in.size(); piece += (piece < 64 ? 1 : 97)) {
       ASSERT_EQ(run_script(in, piece, 0, cfg, input), whole) << "read piece " << piece << how;
     }
@@ -275,7 +280,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\n\r\n", 431},
         BadCase{"BodyTooLarge", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n", 413},
         BadCase{"UnknownTransferEncoding",
-                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
         BadCase{
             "ContentLengthWithTransferEncoding",
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
