@@ -290,13 +290,15 @@ int Loop::run(int log_loops) {
     if (multishot && accept_paused_until_ > core::Clock::now()) {
       wake = std::min(wake, accept_paused_until_);
     }
-    ring_.submit_and_wait(wake);
     if (stats_ != nullptr) {
+      // What the loop holds as it waits: the figures stay true while it waits.
       stats_->turns.fetch_add(1, std::memory_order_relaxed);
       stats_->in_flight.store(static_cast<std::int64_t>(ring_.outstanding()),
                               std::memory_order_relaxed);
       stats_->connections.store(static_cast<std::int64_t>(live_), std::memory_order_relaxed);
+      stats_->asleep.store(asleep_, std::memory_order_relaxed);
     }
+    ring_.submit_and_wait(wake);
     const core::TimePoint now = core::Clock::now();
     while (DeadlineEntry* e = deadlines_.pop_due(now)) {
       static_cast<RingPump*>(e)->notify();

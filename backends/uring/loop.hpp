@@ -81,6 +81,8 @@ class Loop {
   void give_spare_buffer(char* b);
 
   std::size_t live() const { return live_; }
+  // Connections asleep (core::Connection::sleep): counted for the admin /status page.
+  void count_asleep(int delta) { asleep_ += delta; }
 
   // Closes a connection's socket on the ring (with the next submit); nobody waits for it, and
   // the loop does not stop before it completed.
@@ -121,6 +123,7 @@ class Loop {
 
   RingPump* conns_ = nullptr;  // intrusive list of live connections (for drain)
   std::size_t live_ = 0;
+  std::int64_t asleep_ = 0;
   LoopStats* stats_ = nullptr;
   std::coroutine_handle<> capacity_waiter_;
   Resolver* accept_op_ = nullptr;  // the accept (or accept back-off) in flight

@@ -588,7 +588,9 @@ Detached serve_connection(Loop& loop, int fd, const sockaddr_storage& peer) {
         }
         conn.sleep();
         pump.shed();
+        loop.count_asleep(1);
         co_await pump.next();
+        loop.count_asleep(-1);
         wake(conn, *ctx, who, addr, deadline);
         continue;
       }

@@ -100,7 +100,8 @@ std::string UringBackend::status_json() const {
     out += "{\"loop\":" + std::to_string(i) + ",\"turns\":" + std::to_string(turns) +
            ",\"turns_per_second\":" + std::to_string(static_cast<long long>(rate)) +
            ",\"operations_in_flight\":" + std::to_string(s.in_flight.load()) +
-           ",\"connections\":" + std::to_string(s.connections.load()) + "}";
+           ",\"connections\":" + std::to_string(s.connections.load()) +
+           ",\"asleep\":" + std::to_string(s.asleep.load()) + "}";
   }
   last_at_ = now;
   return out + "]}";

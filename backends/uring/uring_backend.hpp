@@ -21,6 +21,7 @@ struct LoopStats {
   std::atomic<std::uint64_t> turns{0};
   std::atomic<std::int64_t> in_flight{0};
   std::atomic<std::int64_t> connections{0};
+  std::atomic<std::int64_t> asleep{0};  // of those, idle ones whose core state is freed
 };
 
 }  // namespace uring

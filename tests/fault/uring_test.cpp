@@ -1,10 +1,11 @@
 // The uring backend's own cases: a host that forbids io_uring (seccomp) gets a one-line refusal
 // with exit status 2 and a --help that says so; --max-connections holds with the ring; N loops
-// (--workers) serve together and drain together.
+// (--workers) serve together and drain together; idle keep-alive connections sleep and wake.
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/conformance/conformance.hpp"
@@ -82,6 +83,58 @@ TEST(UringBackend, WorkersServeTogetherAndDrainTogether) {
   for (const std::string& line : server.log_lines()) {
     EXPECT_EQ(line.find("shares the first listener"), std::string::npos) << line;
   }
+}
+
+// The loop's count of sleeping connections, from the admin /status page (-1: not found).
+long asleep_count(int admin) {
+  std::string body = exchange(admin, "GET /status?format=json HTTP/1.1\r\nHost: a\r\n\r\n").body;
+  const std::size_t at = body.find("\"asleep\":");
+  return at == std::string::npos ? -1 : std::stol(body.substr(at + 9));
+}
+
+// An idle keep-alive connection frees its core state after a short doze (it sleeps) and is
+// woken by its next request, which it answers like any other; /status counts the sleepers.
+TEST(UringBackend, IdleKeepAliveConnectionsSleepAndWakeToServe) {
+  if (!uring_here()) {
+    GTEST_SKIP() << "io_uring unavailable here";
+  }
+  ServerProcess server;
+  ASSERT_TRUE(server.start(gearbox_binary(), {"--backend", "uring", "--listen", "127.0.0.1:0",
+                                              "--admin-listen", "127.0.0.1:0"}));
+  const int admin = admin_port(server);
+  ASSERT_GT(admin, 0) << server.log_text();
+  constexpr int kClients = 100;
+  std::vector<Socket> clients;
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < kClients; ++i) {
+      if (round == 0) {
+        clients.push_back(Socket::connect(server.port()));
+      }
+      const std::string body = "round " + std::to_string(round) + " client " + std::to_string(i);
+      ASSERT_TRUE(clients[i].send_all("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " +
+                                      std::to_string(body.size()) + "\r\n\r\n" + body));
+      HttpResponse r = clients[i].read_response(5s);
+      ASSERT_TRUE(r.ok()) << r.error;
+      EXPECT_EQ(r.status, 200);
+      EXPECT_EQ(r.body, body);
+    }
+    // All of them idle now: each falls asleep after its doze (50 ms), counted by its loop.
+    long asleep = -1;
+    for (auto until = std::chrono::steady_clock::now() + 5s;
+         asleep != kClients && std::chrono::steady_clock::now() < until;
+         std::this_thread::sleep_for(50ms)) {
+      asleep = asleep_count(admin);
+    }
+    EXPECT_EQ(asleep, kClients) << "round " << round;
+  }
+  // Woken by a request, a sleeper is counted awake again.
+  ASSERT_TRUE(clients[0].send_all("GET /delay/300 HTTP/1.1\r\nHost: t\r\n\r\n"));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(asleep_count(admin), kClients - 1);
+  HttpResponse r = clients[0].read_response(5s);
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(server.stop(), 0) << server.log_text();
 }
 
 }  // namespace
