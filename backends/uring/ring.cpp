@@ -202,7 +202,6 @@ void Ring::probe_multishot() {
   ::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len);
 
   constexpr __u64 kAccept = 1;
-  constexpr __u64 kRecv = 2;
   unsigned flags = 0;
   int server = -1;
   int client = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -218,48 +217,14 @@ void Ring::probe_multishot() {
     probe_cancel(&ring_, kAccept);
   }
   if (server >= 0 && buf_ring_ != nullptr) {
-    sqe = io_uring_get_sqe(&ring_);
-    io_uring_prep_recv_multishot(sqe, server, nullptr, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = kBufferGroup;
-    io_uring_sqe_set_data64(sqe, kRecv);
-    io_uring_submit(&ring_);
-    char byte = 'x';
-    if (::write(client, &byte, 1) == 1) {
-      int n = probe_wait(&ring_, kRecv, &flags);
-      if ((flags & IORING_CQE_F_BUFFER) != 0) {
-        give_back(flags >> IORING_CQE_BUFFER_SHIFT);
-      }
-      features_.multishot_recv = n == 1 && (flags & IORING_CQE_F_MORE) != 0;
-      if ((flags & IORING_CQE_F_MORE) != 0) {
-        probe_cancel(&ring_, kRecv);
-      }
-    }
+    int n = probe_receive(server, client, 2, 0, &flags);
+    features_.multishot_recv = n == 1 && (flags & IORING_CQE_F_MORE) != 0;
   }
   if (server >= 0 && features_.multishot_recv) {
     // With a total limit of one byte, a receive of one byte is its last (no F_MORE); a kernel
     // without limits refuses the field (-EINVAL) or goes on (F_MORE).
-    constexpr __u64 kLimited = 3;
-    sqe = io_uring_get_sqe(&ring_);
-    io_uring_prep_recv_multishot(sqe, server, nullptr, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = kBufferGroup;
-    limit_multishot(sqe, 1);
-    io_uring_sqe_set_data64(sqe, kLimited);
-    io_uring_submit(&ring_);
-    char byte = 'y';
-    if (::write(client, &byte, 1) == 1) {
-      int n = probe_wait(&ring_, kLimited, &flags);
-      if ((flags & IORING_CQE_F_BUFFER) != 0) {
-        give_back(flags >> IORING_CQE_BUFFER_SHIFT);
-      }
-      features_.multishot_recv_limit = n == 1 && (flags & IORING_CQE_F_MORE) == 0;
-      if (n >= 0 && (flags & IORING_CQE_F_MORE) != 0) {
-        probe_cancel(&ring_, kLimited);
-      }
-    } else {
-      probe_cancel(&ring_, kLimited);
-    }
+    int n = probe_receive(server, client, 3, 1, &flags);
+    features_.multishot_recv_limit = n == 1 && (flags & IORING_CQE_F_MORE) == 0;
   }
   if (server >= 0) {
     ::close(server);
@@ -268,6 +233,34 @@ void Ring::probe_multishot() {
     ::close(client);
   }
   ::close(lfd);
+}
+
+// Arms a multishot receive on `server` (with a total limit of `limit` bytes unless 0), sends it
+// one byte from `client` and returns what the receive's first CQE says (its flags in *flags);
+// the receive is cancelled (and reaped) if it is still armed.
+int Ring::probe_receive(int server, int client, __u64 tag, unsigned limit, unsigned* flags) {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  io_uring_prep_recv_multishot(sqe, server, nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = kBufferGroup;
+  if (limit != 0) {
+    limit_multishot(sqe, limit);
+  }
+  io_uring_sqe_set_data64(sqe, tag);
+  io_uring_submit(&ring_);
+  *flags = IORING_CQE_F_MORE;  // unknown: cancelled below
+  int n = -EIO;
+  char byte = 'x';
+  if (::write(client, &byte, 1) == 1) {
+    n = probe_wait(&ring_, tag, flags);
+    if ((*flags & IORING_CQE_F_BUFFER) != 0) {
+      give_back(*flags >> IORING_CQE_BUFFER_SHIFT);
+    }
+  }
+  if ((*flags & IORING_CQE_F_MORE) != 0) {
+    probe_cancel(&ring_, tag);
+  }
+  return n;
 }
 
 io_uring_sqe* Ring::sqe_for(Resolver* r) {

@@ -85,6 +85,7 @@ class Ring final : public Scheduler {
  private:
   void setup_buffer_ring();
   void probe_multishot();
+  int probe_receive(int server, int client, __u64 tag, unsigned limit, unsigned* flags);
   void resolve_ready();
   io_uring_sqe* free_sqe();
 
