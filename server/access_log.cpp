@@ -2,7 +2,8 @@
 #include "server/access_log.hpp"
 
 #include <cstdio>
-#include <ctime>
+
+#include "server/http_date.hpp"
 
 namespace gearbox::core {
 namespace {
@@ -63,12 +64,8 @@ void append_json_seconds(std::string& out, std::chrono::nanoseconds t) {
   append_seconds(out, t);
 }
 
-std::tm utc(std::chrono::nanoseconds wall) {
-  std::time_t t =
-      static_cast<std::time_t>(std::chrono::duration_cast<std::chrono::seconds>(wall).count());
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  return tm;
+UtcTime utc(std::chrono::nanoseconds wall) {
+  return utc_time(std::chrono::duration_cast<std::chrono::seconds>(wall).count());
 }
 
 void append_request_line(std::string& out, const AccessRecord& r) {
@@ -83,9 +80,12 @@ void append_request_line(std::string& out, const AccessRecord& r) {
 }
 
 void format_combined(std::string& out, const AccessRecord& r) {
-  std::tm tm = utc(r.wall);
-  char time[40];
-  std::size_t n = std::strftime(time, sizeof time, "[%d/%b/%Y:%H:%M:%S +0000]", &tm);
+  UtcTime u = utc(r.wall);
+  char time[48];
+  int printed = std::snprintf(time, sizeof time, "[%02u/%.3s/%04lld:%02u:%02u:%02u +0000]", u.day,
+                              month_abbrev(u.month).data(), static_cast<long long>(u.year), u.hour,
+                              u.minute, u.second);
+  std::size_t n = printed > 0 ? static_cast<std::size_t>(printed) : 0;
   append_escaped(out, r.peer);
   out.append(" - - ").append(time, n).append(" \"");
   append_request_line(out, r);
@@ -99,9 +99,12 @@ void format_combined(std::string& out, const AccessRecord& r) {
 }
 
 void format_json(std::string& out, const AccessRecord& r) {
-  std::tm tm = utc(r.wall);
-  char time[40];
-  std::size_t n = std::strftime(time, sizeof time, "%Y-%m-%dT%H:%M:%S", &tm);
+  UtcTime u = utc(r.wall);
+  char time[48];
+  int printed =
+      std::snprintf(time, sizeof time, "%04lld-%02u-%02uT%02u:%02u:%02u",
+                    static_cast<long long>(u.year), u.month, u.day, u.hour, u.minute, u.second);
+  std::size_t n = printed > 0 ? static_cast<std::size_t>(printed) : 0;
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(r.wall).count() % 1000;
   n += static_cast<std::size_t>(
       std::snprintf(time + n, sizeof time - n, ".%03lldZ", static_cast<long long>(ms)));
