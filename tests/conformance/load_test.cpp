@@ -1,11 +1,22 @@
 // A short, bounded wrk run per backend (2 s, 16 connections, 127.0.0.1 only): every request must
 // be answered 2xx with no socket error. Skipped when wrk is not installed.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <regex>
 #include <string>
+#include <vector>
 
 #include "tests/conformance/conformance.hpp"
 
@@ -67,6 +78,102 @@ TEST_P(LoadTest, WrkPlaintextHasNoErrors) {
   ASSERT_TRUE(after.ok()) << after.error;
   EXPECT_EQ(after.status, 200);
   std::cout << "[ wrk      ] " << GetParam() << ": " << requests << " requests in 2 s\n";
+}
+
+// c10k in miniature: many keep-alive connections opened at once, each with a request written
+// while it still waits in the listen backlog, must all be answered, and then serve a second
+// request each (the first ones keep their threads, loops or fibers busy while the last are
+// accepted). prefork holds one connection per worker, so there every exchange closes.
+TEST_P(LoadTest, ManyConnectionsOpenedAtOnceAreAllAnswered) {
+  constexpr int kConnections = 600;
+  rlimit fds{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &fds), 0);
+  if (fds.rlim_max < 2 * kConnections + 64) {
+    GTEST_SKIP() << "the descriptor limit (" << fds.rlim_max << ") is too low for this test";
+  }
+  fds.rlim_cur = std::max<rlim_t>(fds.rlim_cur, 2 * kConnections + 64);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &fds), 0);  // the server inherits it
+  ASSERT_TRUE(start_server({"--backlog", "1024"}));
+  const bool close_each = GetParam() == "prefork";
+  const std::string request = std::string("GET /plaintext HTTP/1.1\r\nHost: test\r\n") +
+                              (close_each ? "Connection: close\r\n" : "") + "\r\n";
+  const std::string body = "Hello, World!";
+
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::vector<int> socks;
+  auto open_all = [&] {
+    for (int i = 0; i < kConnections; ++i) {
+      int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      ASSERT_GE(fd, 0);
+      socks.push_back(fd);
+      ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0)
+          << "connection " << i << ": " << std::strerror(errno);
+    }
+  };
+  // Writes the request on every socket, then reads until each has a whole response.
+  auto exchange_all = [&](const char* round) {
+    for (int fd : socks) {
+      ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL),
+                static_cast<ssize_t>(request.size()));
+    }
+    std::vector<std::string> got(socks.size());
+    std::size_t answered = 0;
+    auto deadline = std::chrono::steady_clock::now() + 60s;
+    auto complete = [&](const std::string& text) {
+      return text.find("\r\n\r\n") != std::string::npos &&
+             text.size() >= text.find("\r\n\r\n") + 4 + body.size();
+    };
+    while (answered < socks.size() && std::chrono::steady_clock::now() < deadline) {
+      std::vector<pollfd> fds;
+      std::vector<std::size_t> which;
+      for (std::size_t i = 0; i < socks.size(); ++i) {
+        if (!complete(got[i])) {
+          fds.push_back({socks[i], POLLIN, 0});
+          which.push_back(i);
+        }
+      }
+      ASSERT_GE(::poll(fds.data(), fds.size(), 1000), 0);
+      for (std::size_t k = 0; k < fds.size(); ++k) {
+        if (fds[k].revents == 0) {
+          continue;
+        }
+        char buf[4096];
+        ssize_t n = ::recv(fds[k].fd, buf, sizeof buf, 0);
+        ASSERT_GT(n, 0) << round << ": connection " << which[k] << " closed before its answer";
+        got[which[k]].append(buf, static_cast<std::size_t>(n));
+        if (complete(got[which[k]])) {
+          ++answered;
+        }
+      }
+    }
+    ASSERT_EQ(answered, socks.size()) << round << ": answered within 60 s";
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      ASSERT_EQ(got[i].rfind("HTTP/1.1 200 ", 0), 0u) << round << ", connection " << i;
+      ASSERT_EQ(got[i].substr(got[i].size() - body.size()), body) << round << ", connection " << i;
+    }
+  };
+  auto close_all = [&] {
+    for (int fd : socks) {
+      ::close(fd);
+    }
+    socks.clear();
+  };
+
+  open_all();
+  if (!HasFatalFailure()) {
+    exchange_all("first request");
+  }
+  if (!HasFatalFailure() && close_each) {
+    close_all();
+    open_all();
+  }
+  if (!HasFatalFailure()) {
+    exchange_all("second request");
+  }
+  close_all();
 }
 
 }  // namespace

@@ -22,10 +22,9 @@ std::string reference(std::int64_t seconds, const char* format) {
 }
 
 std::vector<std::int64_t> instants() {
-  std::vector<std::int64_t> out = {0,          59,         86399,      86400,
-                                   784111777,  951782399,  951782400,  951868800,
-                                   1709164800, 1709251199, 4107542399, 4107542400,
-                                   253402300799};
+  std::vector<std::int64_t> out = {0,          59,         86399,       86400,      784111777,
+                                   951782399,  951782400,  951868800,   1709164800, 1709251199,
+                                   4107542399, 4107542400, 253402300799};
   // Every 3 days and 7 hours 13 seconds from 1970 to 2100: all weekdays, months and leap years.
   for (std::int64_t t = 0; t < 4102444800; t += 3 * 86400 + 7 * 3600 + 13) {
     out.push_back(t);
