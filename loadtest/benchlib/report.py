@@ -255,6 +255,28 @@ def explain_echo(g, sc, rows):
     return s
 
 
+def _thread_acceptor_note(e: dict | None) -> str | None:
+    """Why thread-per-connection times out at many busy connections on one core, with this
+    run's figures (None when thread answered everything)."""
+    if not e or not (e.get("marked") or e.get("marked_runs")):
+        return None
+    rps, p50 = med(e, "rps"), med(e, "latency_p50")
+    if not rps or not p50:
+        return None
+    waiting = rps * p50 / 1e6
+    return (f"thread's timeouts are the model's own cost on one core: about {fmt_num(waiting)} "
+            f"requests wait for the CPU at any moment ({fmt_num(rps)} req/s × a p50 of "
+            f"{fmt_ms(p50)} ms, Little's law), each a runnable connection thread, and the "
+            "acceptor is one thread more, so the fair scheduler gives it about 1/"
+            f"{fmt_num(waiting)} of the core: once the first connections are busy, the rest "
+            "wait in the listen backlog (accepted by the kernel, their requests already "
+            "written) and those still there after wrk's 5 s count as timeouts. The acceptor "
+            "already accepts until the backlog is empty each time it runs; what it lacks is "
+            "turns, and a nice value buys a factor of at most ~87 (-20 against 0) against "
+            "thousands. The loops (pool, uring, fiber, nginx) accept between requests on the "
+            "thread that serves them.")
+
+
 def explain_c10k(g, sc, rows):
     s = [_spread(g), _memory(g, sc["connections"])]
     every = {**g, **{n: e for n, e in rows.items() if e.get("marked") and n not in PEERS}}
@@ -270,6 +292,9 @@ def explain_c10k(g, sc, rows):
             s.append(f"{n} had wrong or missing answers in {e['marked_runs']} of {e['runs']} runs "
                      "(connections it could not take in time, from listen-backlog overflow or "
                      "worker or connection limits, time out in wrk).")
+    note = _thread_acceptor_note(every.get("thread"))
+    if note:
+        s.append(note)
     low_high = _cheapest(g, "pss_per_conn_bytes")
     notes = _model_memory_notes(g)
     if low_high:

@@ -284,6 +284,21 @@ class Report(unittest.TestCase):
         self.assertNotIn("90,000", overview)
         self.assertIn("⚠ errors", overview)
 
+    def test_thread_timeouts_at_c10k_are_explained_with_the_runs_figures(self):
+        data = self.data()
+        data["runs"] = [r for r in data["runs"]
+                        if not (r["backend"] == "thread" and r["scenario"] == "c10k")]
+        for rep in range(3):
+            rec = fake_record("thread", "c10k", rep, 40000, 1.0, status="errors")
+            rec["wrk"]["latency_us"]["50"] = 150_000
+            data["runs"].append(rec)
+        text = report.render(data, runner.aggregate(data["runs"]), "charts")
+        c10k = text[text.index("## c10k"):text.index("## delay")]
+        self.assertIn("thread's timeouts are the model's own cost", c10k)
+        self.assertIn("about 6,000 requests wait for the CPU", c10k)
+        plain = text[text.index("## plaintext"):text.index("## echo-4k")]
+        self.assertNotIn("model's own cost", plain)
+
     def test_render(self):
         data = self.data()
         text = report.render(data, runner.aggregate(data["runs"]), "charts")
