@@ -264,17 +264,21 @@ def _thread_acceptor_note(e: dict | None) -> str | None:
     if not rps or not p50:
         return None
     waiting = rps * p50 / 1e6
+    tail = med(e, "latency_p99.9")
+    tail_text = (f" (p99.9 {fmt_ms(tail)} ms here)" if tail else "")
     return (f"thread's timeouts are the model's own cost on one core: about {fmt_num(waiting)} "
             f"requests wait for the CPU at any moment ({fmt_num(rps)} req/s × a p50 of "
             f"{fmt_ms(p50)} ms, Little's law), each a runnable connection thread, and the "
             "acceptor is one thread more, so the fair scheduler gives it about 1/"
             f"{fmt_num(waiting)} of the core: once the first connections are busy, the rest "
             "wait in the listen backlog (accepted by the kernel, their requests already "
-            "written) and those still there after wrk's 5 s count as timeouts. The acceptor "
+            "written; once it is full, in SYN retries) and those still waiting after wrk's 5 s "
+            "count as timeouts. The acceptor "
             "already accepts until the backlog is empty each time it runs; what it lacks is "
             "turns, and a nice value buys a factor of at most ~87 (-20 against 0) against "
-            "thousands. The loops (pool, uring, fiber, nginx) accept between requests on the "
-            "thread that serves them.")
+            "thousands. Once accepted, each connection still waits its turn among thousands of "
+            f"time-sliced threads, whose tail is long{tail_text}. The loops (pool, uring, fiber, "
+            "nginx) accept between requests on the thread that serves them, and serve in turn.")
 
 
 def explain_c10k(g, sc, rows):
