@@ -26,8 +26,8 @@ struct RingFeatures {
   bool buf_ring = false;       // io_uring_register_buf_ring: receive buffers chosen at completion
   bool multishot_accept = false;
   bool multishot_recv = false;  // with the buffer ring
-  // A multishot receive ends itself once it received a total of bytes (sqe->optlen, Linux
-  // 6.16+): it takes the start of a request, never a whole large body into ring buffers.
+  // A multishot receive ends itself once it received a total of bytes (sqe->optlen, in recent
+  // kernels only: probed): it takes the start of a request, never a whole large body.
   bool multishot_recv_limit = false;
   // IORING_RECVSEND_POLL_FIRST (5.19): a receive waits for readiness before its first try.
   // Implied by multishot receive (6.0), which is probed for real.
