@@ -253,7 +253,7 @@ bool Loop::finished() const {
 }
 
 int Loop::run(int log_loops) {
-  if (int err = ring_.init(kRingEntries, config_.sqpoll, basic_ring_); err != 0) {
+  if (int err = ring_.init(kRingEntries, config_.sqpoll, basic_ring_, ring_buffers_); err != 0) {
     core::log_error("uring backend: io_uring set-up failed: %s", std::strerror(-err));
     return 1;
   }

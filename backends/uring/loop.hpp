@@ -55,6 +55,8 @@ class Loop {
   void publish_to(LoopStats* stats) { stats_ = stats; }
   // Before run(): use none of the optional ring features (tests of the fallback paths).
   void use_basic_ring() { basic_ring_ = true; }
+  // Before run(): a provided-buffer ring of at most `n` buffers (tests that find it empty).
+  void use_buffers(unsigned n) { ring_buffers_ = n; }
 
   // --- For the connections' pumps -------------------------------------------------------------
   Ring& ring() { return ring_; }
@@ -129,6 +131,7 @@ class Loop {
   Resolver* accept_op_ = nullptr;  // the accept (or accept back-off) in flight
 
   bool basic_ring_ = false;
+  unsigned ring_buffers_ = Ring::kBufferCount;
   bool draining_ = false;
   bool killed_ = false;
   bool acceptor_done_ = false;

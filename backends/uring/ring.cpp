@@ -86,15 +86,16 @@ std::string RingFeatures::describe() const {
 Ring::~Ring() {
   if (buf_ring_ != nullptr) {
     io_uring_unregister_buf_ring(&ring_, kBufferGroup);
-    ::munmap(buf_ring_, kBufferCount * sizeof(io_uring_buf));
-    ::munmap(buffers_, static_cast<std::size_t>(kBufferCount) * kBufferSize);
+    ::munmap(buf_ring_, buffer_count_ * sizeof(io_uring_buf));
+    ::munmap(buffers_, static_cast<std::size_t>(buffer_count_) * kBufferSize);
   }
   if (live_) {
     io_uring_queue_exit(&ring_);
   }
 }
 
-int Ring::init(unsigned entries, bool sqpoll, bool basic) {
+int Ring::init(unsigned entries, bool sqpoll, bool basic, unsigned buffers) {
+  buffer_count_ = buffers;
   struct Attempt {
     unsigned flags;
     bool defer, coop, poll;
@@ -143,14 +144,14 @@ int Ring::init(unsigned entries, bool sqpoll, bool basic) {
 }
 
 void Ring::setup_buffer_ring() {
-  const std::size_t ring_bytes = kBufferCount * sizeof(io_uring_buf);
+  const std::size_t ring_bytes = buffer_count_ * sizeof(io_uring_buf);
   void* ring_mem =
       ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (ring_mem == MAP_FAILED) {
     return;
   }
   // The buffers themselves: untouched pages cost nothing until a receive lands in them.
-  const std::size_t data_bytes = static_cast<std::size_t>(kBufferCount) * kBufferSize;
+  const std::size_t data_bytes = static_cast<std::size_t>(buffer_count_) * kBufferSize;
   void* data =
       ::mmap(nullptr, data_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (data == MAP_FAILED) {
@@ -159,7 +160,7 @@ void Ring::setup_buffer_ring() {
   }
   io_uring_buf_reg reg{};
   reg.ring_addr = reinterpret_cast<__u64>(ring_mem);
-  reg.ring_entries = kBufferCount;
+  reg.ring_entries = buffer_count_;
   reg.bgid = kBufferGroup;
   if (io_uring_register_buf_ring(&ring_, &reg, 0) != 0) {
     ::munmap(ring_mem, ring_bytes);
@@ -169,18 +170,18 @@ void Ring::setup_buffer_ring() {
   buf_ring_ = static_cast<io_uring_buf_ring*>(ring_mem);
   buffers_ = static_cast<char*>(data);
   io_uring_buf_ring_init(buf_ring_);
-  const int mask = io_uring_buf_ring_mask(kBufferCount);
-  for (unsigned i = 0; i < kBufferCount; ++i) {
+  const int mask = io_uring_buf_ring_mask(buffer_count_);
+  for (unsigned i = 0; i < buffer_count_; ++i) {
     io_uring_buf_ring_add(buf_ring_, buffer(i), kBufferSize, static_cast<unsigned short>(i), mask,
                           static_cast<int>(i));
   }
-  io_uring_buf_ring_advance(buf_ring_, static_cast<int>(kBufferCount));
+  io_uring_buf_ring_advance(buf_ring_, static_cast<int>(buffer_count_));
   features_.buf_ring = true;
 }
 
 void Ring::give_back(unsigned id) {
   io_uring_buf_ring_add(buf_ring_, buffer(id), kBufferSize, static_cast<unsigned short>(id),
-                        io_uring_buf_ring_mask(kBufferCount), 0);
+                        io_uring_buf_ring_mask(buffer_count_), 0);
   io_uring_buf_ring_advance(buf_ring_, 1);
 }
 

@@ -59,7 +59,9 @@ class Ring final : public Scheduler {
 
   // Sets the ring up, trying the best flags first. 0 or a negative errno (nothing usable).
   // `basic`: none of the optional features (the fallback path everywhere; tests use it).
-  int init(unsigned entries, bool sqpoll, bool basic = false);
+  // `buffers`: the most buffers the provided-buffer ring may hold (a power of two; tests make
+  // it small to find it empty).
+  int init(unsigned entries, bool sqpoll, bool basic = false, unsigned buffers = kBufferCount);
   const RingFeatures& features() const { return features_; }
 
   io_uring_sqe* sqe_for(Resolver* r) override;
@@ -96,6 +98,7 @@ class Ring final : public Scheduler {
   std::vector<std::coroutine_handle<>> ready_;
   std::vector<std::coroutine_handle<>> running_;
   io_uring_buf_ring* buf_ring_ = nullptr;
+  unsigned buffer_count_ = kBufferCount;
   char* buffers_ = nullptr;
 };
 

@@ -74,8 +74,11 @@ bool RingPump::busy() const {
 }
 
 bool RingPump::quiet() const {
-  if (pending_ || drain_pending_ || killed_ || has_input() || client_eof_ || client_err_ != 0 ||
-      ufd() >= 0 || send_copy_ != nullptr) {
+  // The receive must be armed: a connection whose receive ended (ENOBUFS, a hold cancel) needs
+  // its coroutine to arm another.
+  const Op& read = ops_[kClientRead];
+  if (!read.in_flight || read.cancelled || pending_ || drain_pending_ || killed_ || has_input() ||
+      client_eof_ || client_err_ != 0 || ufd() >= 0 || send_copy_ != nullptr) {
     return false;
   }
   bool still = true;

@@ -35,6 +35,7 @@ using test::Socket;
 // Every test runs twice: with the ring features this kernel has, and with none of them (plain
 // ring, single-shot accept and receive into spare buffers: the fallback paths).
 bool g_basic_ring = false;
+unsigned g_ring_buffers = Ring::kBufferCount;  // the provided-buffer ring's most buffers
 
 // One Loop on its own thread, listening on 127.0.0.1:0, configured by flags.
 class LoopThread {
@@ -58,6 +59,7 @@ class LoopThread {
       if (g_basic_ring) {
         loop.use_basic_ring();
       }
+      loop.use_buffers(g_ring_buffers);
       status_ = loop.run(0);
       stopped_ = true;
     });
@@ -102,6 +104,7 @@ class UringLoopTest : public ::testing::TestWithParam<bool> {
       GTEST_SKIP() << "io_uring unavailable here: " << why;
     }
     g_basic_ring = GetParam();
+    g_ring_buffers = Ring::kBufferCount;
   }
 };
 
@@ -150,6 +153,31 @@ void expect_plaintext_served(int port) {
   ASSERT_TRUE(r.ok()) << r.error;
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, "Hello, World!");
+}
+
+// A buffer ring of two buffers, 200 clients sending at once: receives find it empty (ENOBUFS)
+// and go to spare buffers; every client is answered, and again after its connection dozed off
+// and slept (a connection whose receive ended must arm another before it may sleep).
+TEST_P(UringLoopTest, ReceivesThatFindTheBufferRingEmptyAreAllAnsweredBeforeAndAfterSleeping) {
+  g_ring_buffers = 2;
+  LoopThread loop({});
+  std::vector<Socket> clients;
+  for (int i = 0; i < 200; ++i) {
+    clients.push_back(Socket::connect(loop.port()));
+    ASSERT_TRUE(clients.back().valid()) << clients.back().error();
+  }
+  for (int round = 0; round < 2; ++round) {
+    for (Socket& s : clients) {
+      ASSERT_TRUE(s.send_all("GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"));
+    }
+    for (Socket& s : clients) {
+      test::HttpResponse r = s.read_response(5s);
+      ASSERT_TRUE(r.ok()) << "round " << round << ": " << r.error;
+      EXPECT_EQ(r.body, "Hello, World!");
+    }
+    std::this_thread::sleep_for(200ms);  // past the doze: the idle ones sleep
+  }
+  EXPECT_TRUE(loop.drain(5s));
 }
 
 TEST_P(UringLoopTest, DrainTimeoutClosesAConnectionWithItsReceiveInFlight) {
