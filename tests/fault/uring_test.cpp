@@ -92,8 +92,8 @@ long asleep_count(int admin) {
   return at == std::string::npos ? -1 : std::stol(body.substr(at + 9));
 }
 
-// An idle keep-alive connection frees its core state after a short doze (it sleeps) and is
-// woken by its next request, which it answers like any other; /status counts the sleepers.
+// An idle keep-alive connection frees its core state (it sleeps) and is woken by its next
+// request, which it answers like any other; /status counts the sleepers.
 TEST(UringBackend, IdleKeepAliveConnectionsSleepAndWakeToServe) {
   if (!uring_here()) {
     GTEST_SKIP() << "io_uring unavailable here";
@@ -118,7 +118,7 @@ TEST(UringBackend, IdleKeepAliveConnectionsSleepAndWakeToServe) {
       EXPECT_EQ(r.status, 200);
       EXPECT_EQ(r.body, body);
     }
-    // All of them idle now: each falls asleep after its doze (50 ms), counted by its loop.
+    // All of them idle now: each is asleep, counted by its loop.
     long asleep = -1;
     for (auto until = std::chrono::steady_clock::now() + 5s;
          asleep != kClients && std::chrono::steady_clock::now() < until;

@@ -156,8 +156,8 @@ void expect_plaintext_served(int port) {
 }
 
 // A buffer ring of two buffers, 200 clients sending at once: receives find it empty (ENOBUFS)
-// and go to spare buffers; every client is answered, and again after its connection dozed off
-// and slept (a connection whose receive ended must arm another before it may sleep).
+// and go to spare buffers; every client is answered, and again after its connection slept (a
+// connection whose receive ended must arm another before it may sleep).
 TEST_P(UringLoopTest, ReceivesThatFindTheBufferRingEmptyAreAllAnsweredBeforeAndAfterSleeping) {
   g_ring_buffers = 2;
   LoopThread loop({});
@@ -175,7 +175,7 @@ TEST_P(UringLoopTest, ReceivesThatFindTheBufferRingEmptyAreAllAnsweredBeforeAndA
       ASSERT_TRUE(r.ok()) << "round " << round << ": " << r.error;
       EXPECT_EQ(r.body, "Hello, World!");
     }
-    std::this_thread::sleep_for(200ms);  // past the doze: the idle ones sleep
+    std::this_thread::sleep_for(100ms);  // the idle ones sleep
   }
   EXPECT_TRUE(loop.drain(5s));
 }
