@@ -58,12 +58,15 @@ bool Reloader::start(int drain_fd) {
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;
   ::sigaction(SIGHUP, &action, nullptr);
+  // Signals go to the serving threads, never here: this thread learns of them from the pipes.
+  // It is born with every signal blocked (the mask is inherited) and named before start()
+  // returns, so that nothing that follows (the listening line, a test reading /proc) can see
+  // it unnamed or catching a signal.
+  sigset_t all;
+  sigset_t old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_BLOCK, &all, &old);
   thread_ = std::thread([this, drain_fd, read_fd = signal_pipe[0]] {
-    ::pthread_setname_np(::pthread_self(), "gearbox-reload");  // tells it apart in /proc
-    // Signals go to the serving threads, never here: this thread learns of them from the pipes.
-    sigset_t all;
-    sigfillset(&all);
-    ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
     for (;;) {
       pollfd fds[3] = {{read_fd, POLLIN, 0}, {drain_fd, POLLIN, 0}, {stop_[0], POLLIN, 0}};
       if (::poll(fds, 3, -1) < 0) {
@@ -81,6 +84,8 @@ bool Reloader::start(int drain_fd) {
       reload_now();
     }
   });
+  ::pthread_setname_np(thread_.native_handle(), "gearbox-reload");  // tells it apart in /proc
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return true;
 }
 
