@@ -4,10 +4,8 @@
 // GET over a pooled upstream connection. `time/req` (CPU time per request) is the figure;
 // allocations per request and the heap bytes one idle keep-alive connection holds are counted by
 // the operator new below.
-#include <arpa/inet.h>
 #include <benchmark/benchmark.h>
 #include <malloc.h>
-#include <netinet/in.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -21,6 +19,7 @@
 #include "server/buffer_pool.hpp"
 #include "server/config.hpp"
 #include "server/connection.hpp"
+#include "tests/support/proxy_config.hpp"
 
 // --- Heap accounting: every operator new in this binary ---------------------------------------
 namespace {
@@ -66,23 +65,6 @@ using core::TimePoint;
 constexpr std::string_view kGet = "GET /plaintext HTTP/1.1\r\nHost: bench\r\n\r\n";
 constexpr std::string_view kUpstreamResponse =
     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
-
-core::Config proxy_config() {
-  core::Config cfg;
-  cfg.mode = core::Mode::kProxy;
-  core::UpstreamGroup g;
-  g.name = "default";
-  core::UpstreamServer s;
-  auto* sin = reinterpret_cast<sockaddr_in*>(&s.endpoint.addr);
-  sin->sin_family = AF_INET;
-  sin->sin_port = htons(9000);
-  inet_pton(AF_INET, "127.0.0.1", &sin->sin_addr);
-  s.endpoint.len = sizeof(sockaddr_in);
-  s.endpoint.text = "127.0.0.1:9000";
-  g.servers.push_back(s);
-  cfg.groups.push_back(g);
-  return cfg;
-}
 
 // What the connections of one worker share.
 struct Worker {
@@ -215,7 +197,7 @@ void BM_PlaintextPipelined16(benchmark::State& state) {
 BENCHMARK(BM_PlaintextPipelined16)->Arg(0)->Arg(1);
 
 void BM_ProxiedGet(benchmark::State& state) {
-  run_script(state, proxy_config(), kGet, 1, state.range(0) != 0);
+  run_script(state, test::proxy_config(), kGet, 1, state.range(0) != 0);
 }
 BENCHMARK(BM_ProxiedGet)->Arg(0)->Arg(1);
 
@@ -244,7 +226,7 @@ void BM_IdleConnectionBytesEcho(benchmark::State& state) {
 BENCHMARK(BM_IdleConnectionBytesEcho)->Arg(0)->Arg(1)->Iterations(1);
 
 void BM_IdleConnectionBytesProxy(benchmark::State& state) {
-  idle_bytes(state, proxy_config());
+  idle_bytes(state, test::proxy_config());
 }
 BENCHMARK(BM_IdleConnectionBytesProxy)->Arg(0)->Arg(1)->Iterations(1);
 

@@ -3,13 +3,12 @@
 // holds nothing, keeps its idle deadline and its place in the metrics, and still drains.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-
 #include <memory>
 #include <string>
 
 #include "server/metrics.hpp"
 #include "tests/support/core_harness.hpp"
+#include "tests/support/proxy_config.hpp"
 
 namespace gearbox {
 namespace {
@@ -19,18 +18,30 @@ using namespace std::chrono_literals;
 
 const std::string kGet = "GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n";
 
+// A connection that never sleeps and one put to sleep whenever it can, fed the same script.
+struct AwakeAndSleepy {
+  CoreHarness awake{core::Config{}, true};
+  CoreHarness sleepy{core::Config{}, true};
+  AwakeAndSleepy() { sleepy.sleep_when_idle = true; }
+  template <class Script>
+  void run(Script script) {
+    script(awake);
+    script(sleepy);
+  }
+};
+
 // Two requests, one after the other's answer: the sleeping connection's bytes equal those of
 // one that never slept, and it slept after each answer.
 TEST(ConnectionSleep, SleepsAfterEachAnswerAndAnswersTheNextAlike) {
-  CoreHarness awake({}, true);
-  CoreHarness sleepy({}, true);
-  sleepy.sleep_when_idle = true;
-  for (CoreHarness* h : {&awake, &sleepy}) {
-    h->send(kGet);
-    h->run();
-    h->send("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
-    h->run();
-  }
+  AwakeAndSleepy both;
+  both.run([](CoreHarness& h) {
+    h.send(kGet);
+    h.run();
+    h.send("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+    h.run();
+  });
+  const CoreHarness& awake = both.awake;
+  const CoreHarness& sleepy = both.sleepy;
   EXPECT_EQ(sleepy.output(), awake.output());
   EXPECT_EQ(sleepy.sleeps(), 2);
   EXPECT_TRUE(sleepy.asleep());
@@ -106,15 +117,15 @@ TEST(ConnectionSleep, TheIdleDeadlineClosesASleepingConnectionSilently) {
 
 // The drain closes it as it closes an idle connection that never slept.
 TEST(ConnectionSleep, DrainClosesASleepingConnection) {
-  CoreHarness awake({}, true);
-  CoreHarness sleepy({}, true);
-  sleepy.sleep_when_idle = true;
-  for (CoreHarness* h : {&awake, &sleepy}) {
-    h->send(kGet);
-    h->run();
-    h->conn().on_drain(h->now());
-    h->run();
-  }
+  AwakeAndSleepy both;
+  both.run([](CoreHarness& h) {
+    h.send(kGet);
+    h.run();
+    h.conn().on_drain(h.now());
+    h.run();
+  });
+  const CoreHarness& awake = both.awake;
+  const CoreHarness& sleepy = both.sleepy;
   EXPECT_EQ(sleepy.sleeps(), 1);
   EXPECT_TRUE(awake.shut_wr() || awake.closed());
   EXPECT_EQ(sleepy.shut_wr(), awake.shut_wr());
@@ -136,20 +147,7 @@ TEST(ConnectionSleep, ClientEofWakesAndClosesIt) {
 // Proxy mode: the connection sleeps only once its upstream connection went back to the pool;
 // the next request, after the wake, reuses one again.
 TEST(ConnectionSleep, AProxiedConnectionSleepsOnceItsUpstreamIsReleased) {
-  core::Config cfg;
-  cfg.mode = core::Mode::kProxy;
-  core::UpstreamGroup g;
-  g.name = "default";
-  core::UpstreamServer s;
-  auto* sin = reinterpret_cast<sockaddr_in*>(&s.endpoint.addr);
-  sin->sin_family = AF_INET;
-  sin->sin_port = htons(9000);
-  inet_pton(AF_INET, "127.0.0.1", &sin->sin_addr);
-  s.endpoint.len = sizeof(sockaddr_in);
-  s.endpoint.text = "127.0.0.1:9000";
-  g.servers.push_back(s);
-  cfg.groups.push_back(g);
-  CoreHarness h(cfg, true);
+  CoreHarness h(test::proxy_config(), true);
   h.sleep_when_idle = true;
   h.upstream_script = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
   h.send("GET /a HTTP/1.1\r\nHost: app\r\n\r\n");

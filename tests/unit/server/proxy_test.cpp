@@ -2,11 +2,10 @@
 // client, when the upstream connection is reused or discarded, and each 502/504 rule.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-
 #include <string>
 
 #include "tests/support/core_harness.hpp"
+#include "tests/support/proxy_config.hpp"
 
 namespace gearbox {
 namespace {
@@ -14,23 +13,10 @@ namespace {
 using test::CoreHarness;
 using namespace std::chrono_literals;
 
+// The shared proxy configuration, with a 2 s upstream read timeout for the timeout cases.
 core::Config proxy_config(int servers = 1) {
-  core::Config cfg;
-  cfg.mode = core::Mode::kProxy;
-  core::UpstreamGroup g;
-  g.name = "default";
-  for (int i = 0; i < servers; ++i) {
-    core::UpstreamServer s;
-    auto* sin = reinterpret_cast<sockaddr_in*>(&s.endpoint.addr);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(static_cast<uint16_t>(9000 + i));
-    inet_pton(AF_INET, "127.0.0.1", &sin->sin_addr);
-    s.endpoint.len = sizeof(sockaddr_in);
-    s.endpoint.text = "127.0.0.1:" + std::to_string(9000 + i);
-    g.servers.push_back(s);
-  }
-  g.read_timeout = 2000ms;
-  cfg.groups.push_back(g);
+  core::Config cfg = test::proxy_config(servers);
+  cfg.groups[0].read_timeout = 2000ms;
   return cfg;
 }
 
