@@ -154,7 +154,8 @@ bool UpstreamPool::put(const core::Endpoint& ep, int fd, core::TimePoint now) {
 
 void UpstreamPool::sweep(core::TimePoint now) {
   std::lock_guard lock(mu_);
-  for (auto& [key, slot] : slots_) {
+  for (auto& entry : slots_) {
+    Slot& slot = entry.second;
     // Past the idle timeout, or closed by the upstream meanwhile (its own keep-alive timeout is
     // often shorter: nginx closes such a connection as soon as it is readable): a descriptor
     // held for nothing.
