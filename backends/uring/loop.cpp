@@ -297,6 +297,8 @@ int Loop::run(int log_loops) {
                               std::memory_order_relaxed);
       stats_->connections.store(static_cast<std::int64_t>(live_), std::memory_order_relaxed);
       stats_->asleep.store(asleep_, std::memory_order_relaxed);
+      stats_->receive_buffers.store(ring_.has_buffers() ? ring_.buffer_fill() : 0,
+                                    std::memory_order_relaxed);
     }
     ring_.submit_and_wait(wake);
     const core::TimePoint now = core::Clock::now();

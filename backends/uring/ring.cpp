@@ -170,19 +170,44 @@ void Ring::setup_buffer_ring() {
   buf_ring_ = static_cast<io_uring_buf_ring*>(ring_mem);
   buffers_ = static_cast<char*>(data);
   io_uring_buf_ring_init(buf_ring_);
-  const int mask = io_uring_buf_ring_mask(buffer_count_);
-  for (unsigned i = 0; i < buffer_count_; ++i) {
-    io_uring_buf_ring_add(buf_ring_, buffer(i), kBufferSize, static_cast<unsigned short>(i), mask,
-                          static_cast<int>(i));
+  fill_ = std::min(kInitialFill, buffer_count_);
+  spare_.reserve(buffer_count_);
+  for (unsigned i = buffer_count_; i-- > 0;) {
+    spare_.push_back(static_cast<unsigned short>(i));  // buffer 0 on top
   }
-  io_uring_buf_ring_advance(buf_ring_, static_cast<int>(buffer_count_));
+  refill();
   features_.buf_ring = true;
 }
 
-void Ring::give_back(unsigned id) {
+void Ring::add_to_ring(unsigned id, int offset) {
   io_uring_buf_ring_add(buf_ring_, buffer(id), kBufferSize, static_cast<unsigned short>(id),
-                        io_uring_buf_ring_mask(buffer_count_), 0);
-  io_uring_buf_ring_advance(buf_ring_, 1);
+                        io_uring_buf_ring_mask(buffer_count_), offset);
+}
+
+void Ring::give_back(unsigned id) {
+  if (in_ring_ < fill_) {
+    add_to_ring(id, 0);
+    io_uring_buf_ring_advance(buf_ring_, 1);
+    ++in_ring_;
+  } else {
+    spare_.push_back(static_cast<unsigned short>(id));
+  }
+}
+
+void Ring::refill() {
+  if (starved_) {
+    fill_ = std::min(fill_ * 2, buffer_count_);
+    starved_ = false;
+  }
+  int added = 0;
+  while (in_ring_ < fill_ && !spare_.empty()) {
+    add_to_ring(spare_.back(), added++);
+    spare_.pop_back();
+    ++in_ring_;
+  }
+  if (added > 0) {
+    io_uring_buf_ring_advance(buf_ring_, added);
+  }
 }
 
 // Multishot accept (5.19) and multishot receive (6.0) are tried for real on a private AF_UNIX
@@ -255,6 +280,7 @@ int Ring::probe_receive(int server, int client, __u64 tag, unsigned limit, unsig
   if (::write(client, &byte, 1) == 1) {
     n = probe_wait(&ring_, tag, flags);
     if ((*flags & IORING_CQE_F_BUFFER) != 0) {
+      --in_ring_;
       give_back(*flags >> IORING_CQE_BUFFER_SHIFT);
     }
   }
@@ -298,6 +324,9 @@ void Ring::run_ready() {
 }
 
 void Ring::submit_and_wait(core::TimePoint deadline) {
+  if (buf_ring_ != nullptr) {
+    refill();
+  }
   io_uring_cqe* cqe = nullptr;
   int r;
   if (deadline == core::kNever) {
@@ -331,6 +360,11 @@ void Ring::resolve_ready() {
     }
     for (unsigned i = 0; i < n; ++i) {
       done[i] = {cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
+      if ((done[i].flags & IORING_CQE_F_BUFFER) != 0) {
+        --in_ring_;  // the kernel took a buffer out of its ring
+      } else if (done[i].res == -ENOBUFS) {
+        starved_ = true;
+      }
     }
     io_uring_cq_advance(&ring_, n);
     for (unsigned i = 0; i < n; ++i) {

@@ -101,7 +101,8 @@ std::string UringBackend::status_json() const {
            ",\"turns_per_second\":" + std::to_string(static_cast<long long>(rate)) +
            ",\"operations_in_flight\":" + std::to_string(s.in_flight.load()) +
            ",\"connections\":" + std::to_string(s.connections.load()) +
-           ",\"asleep\":" + std::to_string(s.asleep.load()) + "}";
+           ",\"asleep\":" + std::to_string(s.asleep.load()) +
+           ",\"receive_buffers\":" + std::to_string(s.receive_buffers.load()) + "}";
   }
   last_at_ = now;
   return out + "]}";

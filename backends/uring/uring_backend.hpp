@@ -21,7 +21,8 @@ struct LoopStats {
   std::atomic<std::uint64_t> turns{0};
   std::atomic<std::int64_t> in_flight{0};
   std::atomic<std::int64_t> connections{0};
-  std::atomic<std::int64_t> asleep{0};  // of those, idle ones whose core state is freed
+  std::atomic<std::int64_t> asleep{0};           // of those, idle ones whose core state is freed
+  std::atomic<std::int64_t> receive_buffers{0};  // the provided-buffer ring's fill (grows)
 };
 
 }  // namespace uring
