@@ -140,7 +140,7 @@ void Loop::MultishotAcceptor::resolve(int res, unsigned flags) {
       core::log_warn("uring backend: accept: %s; pausing accepts", std::strerror(-res));
       l.accept_warned_ = true;
     }
-    l.accept_paused_until_ = core::Clock::now() + kAcceptPause;
+    l.accept_paused_until_ = l.now_ + kAcceptPause;
   }
 }
 
@@ -264,8 +264,9 @@ int Loop::run(int log_loops) {
   // Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per connection.
   int one = 1;
   ::setsockopt(listen_fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  now_ = core::Clock::now();
   if (pool_) {
-    next_sweep_ = core::Clock::now() + std::chrono::seconds(1);
+    next_sweep_ = now_ + std::chrono::seconds(1);
   }
   const bool multishot = ring_.features().multishot_accept;
   if (!multishot) {
@@ -275,7 +276,7 @@ int Loop::run(int log_loops) {
   for (;;) {
     ring_.run_ready();
     if (multishot) {
-      tend_multishot(core::Clock::now());
+      tend_multishot(now_);
       ring_.run_ready();
     }
     if (finished()) {
@@ -287,7 +288,7 @@ int Loop::run(int log_loops) {
       }
     }
     core::TimePoint wake = std::min({deadlines_.earliest(), next_sweep_, drain_deadline_});
-    if (multishot && accept_paused_until_ > core::Clock::now()) {
+    if (multishot && accept_paused_until_ > now_) {
       wake = std::min(wake, accept_paused_until_);
     }
     if (stats_ != nullptr) {
@@ -301,7 +302,8 @@ int Loop::run(int log_loops) {
                                     std::memory_order_relaxed);
     }
     ring_.submit_and_wait(wake);
-    const core::TimePoint now = core::Clock::now();
+    now_ = core::Clock::now();
+    const core::TimePoint now = now_;
     while (DeadlineEntry* e = deadlines_.pop_due(now)) {
       static_cast<RingPump*>(e)->notify();
     }

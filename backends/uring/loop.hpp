@@ -66,6 +66,10 @@ class Loop {
   UpstreamPool* pool() { return pool_.get(); }
   UpstreamWatch& upstream_watch() { return watch_; }  // the pool's idle connections
   DeadlineHeap& deadlines() { return deadlines_; }
+  // The time this turn's completions were reaped at, read once per turn (as nginx caches its
+  // time per event-loop iteration): what the connections' cores take as `now`. Deadlines come
+  // due against the same reading, so a connection woken by one sees it passed.
+  core::TimePoint now() const { return now_; }
   bool draining() const { return draining_; }
   void attach(RingPump* p);
   void detach(RingPump* p);  // the connection is gone (every CQE reaped): a slot is free
@@ -138,6 +142,7 @@ class Loop {
   bool drain_watch_done_ = false;
   core::TimePoint drain_deadline_ = core::kNever;
   core::TimePoint next_sweep_ = core::kNever;
+  core::TimePoint now_ = core::Clock::now();
   std::vector<char*> spare_buffers_;
 
   MultishotAcceptor multishot_{*this};

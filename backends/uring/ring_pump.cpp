@@ -189,7 +189,7 @@ void RingPump::drop_input() {
 }
 
 bool RingPump::apply(core::Connection& c) {
-  const core::TimePoint now = core::Clock::now();
+  const core::TimePoint now = loop_.now();
   core::Wants w = c.wants();
   while (!w.done && !killed_ && step(c, w, now)) {
   }
@@ -546,10 +546,10 @@ union PeerAddress {
 // Not a coroutine: the sockaddr_storage the core reads while it builds its state lives on this
 // stack, not in the connection's frame.
 void wake(core::Connection& conn, LoopContext& ctx, const std::string& who, const PeerAddress& addr,
-          core::TimePoint deadline) {
+          core::TimePoint deadline, core::TimePoint now) {
   sockaddr_storage storage{};
   std::memcpy(&storage, &addr, sizeof addr);
-  conn.wake(ctx.ctx, core::Peer{who, &storage}, deadline, core::Clock::now());
+  conn.wake(ctx.ctx, core::Peer{who, &storage}, deadline, now);
 }
 
 core::Peer peer_of(const std::string& who, const sockaddr_storage& addr) {
@@ -566,7 +566,7 @@ Detached serve_connection(Loop& loop, int fd, const sockaddr_storage& peer) {
     PeerAddress addr{};
     std::memcpy(&addr, &peer, sizeof addr);
     const std::string who = address_text(peer);
-    core::Connection conn(ctx->ctx, peer_of(who, peer), core::Clock::now());
+    core::Connection conn(ctx->ctx, peer_of(who, peer), loop.now());
     // `peer` is the caller's: it is not read after the first suspension.
     while (!pump.apply(conn)) {
       if (conn.can_sleep() && pump.quiet()) {
@@ -582,7 +582,7 @@ Detached serve_connection(Loop& loop, int fd, const sockaddr_storage& peer) {
         loop.count_asleep(1);
         co_await pump.next();
         loop.count_asleep(-1);
-        wake(conn, *ctx, who, addr, deadline);
+        wake(conn, *ctx, who, addr, deadline, loop.now());
         continue;
       }
       co_await pump.next();
