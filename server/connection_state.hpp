@@ -32,12 +32,7 @@ inline constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 // The client half. The proxy half (ProxyLeg) is a member and reaches back through `conn`.
 struct Connection::State {
-  State(Context& c, Peer p, TimePoint now)
-      : ctx(c),
-        cfg(*c.config),
-        peer(std::move(p)),
-        parser(cfg.limits),
-        proxy(cfg.mode == Mode::kProxy ? std::make_unique<ProxyLeg>(*this) : nullptr) {
+  State(Context& c, Peer p, TimePoint now) : State(c, std::move(p)) {
     // The first request's head must arrive within the header timeout of the accept (nginx's
     // client_header_timeout).
     client_deadline = now + cfg.header_timeout;
@@ -49,12 +44,7 @@ struct Connection::State {
   }
   // A connection woken from sleep (Connection::wake): idle at a request boundary, already
   // counted open and idle, its idle deadline still running.
-  State(Context& c, Peer p, TimePoint idle_deadline, TimePoint now)
-      : ctx(c),
-        cfg(*c.config),
-        peer(std::move(p)),
-        parser(cfg.limits),
-        proxy(cfg.mode == Mode::kProxy ? std::make_unique<ProxyLeg>(*this) : nullptr) {
+  State(Context& c, Peer p, TimePoint idle_deadline, TimePoint now) : State(c, std::move(p)) {
     client_deadline = idle_deadline;
     counted_idle = metrics != nullptr;
     update(now);
@@ -71,6 +61,16 @@ struct Connection::State {
   State(const State&) = delete;
   State& operator=(const State&) = delete;
 
+ private:
+  // What both constructors build alike.
+  State(Context& c, Peer p)
+      : ctx(c),
+        cfg(*c.config),
+        peer(std::move(p)),
+        parser(cfg.limits),
+        proxy(cfg.mode == Mode::kProxy ? std::make_unique<ProxyLeg>(*this) : nullptr) {}
+
+ public:
   // --- What is happening on the client side --------------------------------------------------
   enum class Request : std::uint8_t {
     kIdle,      // between requests: nothing of the next one received
