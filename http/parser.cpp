@@ -530,6 +530,12 @@ int Engine::request_head() {
     fail(Error::kBadRequest);
     return -1;
   }
+  // RFC 9112 §3.2.4: the asterisk-form is only used for a server-wide OPTIONS request (nginx
+  // answers "GET *" 400 too).
+  if (h.target == "*" && h.method_kind != Method::kOptions) {
+    fail(Error::kBadRequest);
+    return -1;
+  }
   if (f.te_seen) {
     // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing; with Content-Length
     // it is a smuggling attempt (§6.3 point 3). Chunked not the final coding leaves the length

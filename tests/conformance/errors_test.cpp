@@ -152,6 +152,13 @@ TEST_P(ErrorTest, ChunkedNotTheFinalTransferCodingIs400) {
       400);
 }
 
+TEST_P(ErrorTest, AsteriskFormOtherThanOptionsIs400) {
+  ASSERT_TRUE(start_server());
+  // RFC 9112 §3.2.4: "*" is the target of a server-wide OPTIONS only.
+  expect_error("GET * HTTP/1.1\r\nHost: test\r\n\r\n", 400);
+  expect_error("DELETE * HTTP/1.1\r\nHost: test\r\n\r\n", 400);
+}
+
 TEST_P(ErrorTest, ContentLengthWithTransferEncodingIs400) {
   ASSERT_TRUE(start_server());
   // RFC 9112 §6.3 item 3: a request smuggling vector; reject.

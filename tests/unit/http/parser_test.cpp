@@ -481,6 +481,14 @@ TEST(RequestParser, ChunkedTwiceIs400) {
             error(400));
 }
 
+// RFC 9112 §3.2.4: the asterisk-form belongs to a server-wide OPTIONS only.
+TEST(RequestParser, AsteriskFormIsForOptionsOnly) {
+  EXPECT_EQ(req("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "head OPTIONS * 1.1 none keep-alive [Host: x]\nend\n");
+  EXPECT_EQ(req("GET * HTTP/1.1\r\nHost: x\r\n\r\n"), error(400));
+  EXPECT_EQ(req("POST * HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"), error(400));
+}
+
 TEST(RequestParser, TransferEncodingInHttp10Is400) {
   EXPECT_EQ(req("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), error(400));
 }
