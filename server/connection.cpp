@@ -27,12 +27,13 @@ void Connection::sleep() {
   assert(can_sleep());
   s_->asleep = true;
   asleep_metrics_ = s_->counted_idle ? s_->metrics : nullptr;
+  asleep_trusted_ = s_->proxy != nullptr && s_->proxy->client_trusted();
   s_.reset();
 }
 
 void Connection::wake(Context& ctx, Peer peer, TimePoint deadline, TimePoint now) {
   assert(asleep());
-  s_ = std::make_unique<State>(ctx, std::move(peer), deadline, now);
+  s_ = std::make_unique<State>(ctx, std::move(peer), deadline, asleep_trusted_, now);
   asleep_metrics_ = nullptr;
 }
 

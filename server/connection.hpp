@@ -53,8 +53,8 @@ struct Context {
 // Who is on the other end of the client socket.
 struct Peer {
   std::string address;  // "127.0.0.1" or "::1", no port
-  // For trusted-proxy checks, read while the Connection is constructed (or woken) only; may
-  // be null in tests.
+  // For trusted-proxy checks, read while the Connection is constructed only (not by wake());
+  // may be null in tests.
   const sockaddr_storage* addr = nullptr;
 };
 
@@ -141,8 +141,10 @@ class Connection {
   // the idle one (wants() is then: client_data, and that deadline). sleep() frees the state;
   // the connection stays counted open and idle. Until wake(), only wake() and the destructor
   // may be called. wake() rebuilds the state as it was: idle, with the idle deadline
-  // `deadline` (the last wants().deadline), under `ctx` and `peer` (the same as before); then
-  // the driver reports the event that woke it (bytes, EOF, the deadline, the drain).
+  // `deadline` (the last wants().deadline), under `ctx` and `peer` (the same as before; its
+  // `addr` is not read: the trusted-proxy verdict made at construction is kept, so a driver
+  // need not keep the address for it); then the driver reports the event that woke it
+  // (bytes, EOF, the deadline, the drain).
   bool can_sleep() const;
   void sleep();
   void wake(Context& ctx, Peer peer, TimePoint deadline, TimePoint now);
@@ -154,8 +156,10 @@ class Connection {
   friend class ProxyLeg;
   struct State;
   std::unique_ptr<State> s_;
-  // While asleep: the metric shard that counts this connection open and idle (null: none).
+  // While asleep: the metric shard that counts this connection open and idle (null: none),
+  // and whether its peer is a trusted proxy.
   metrics::Shard* asleep_metrics_ = nullptr;
+  bool asleep_trusted_ = false;
 };
 
 }  // namespace gearbox::core

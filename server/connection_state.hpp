@@ -6,6 +6,7 @@
 #include <cassert>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "http/error.hpp"
@@ -21,6 +22,7 @@
 #include "server/metrics.hpp"
 #include "server/out_queue.hpp"
 #include "server/proxy.hpp"
+#include "server/proxy_rewrite.hpp"
 
 namespace gearbox::core {
 
@@ -32,7 +34,7 @@ inline constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 // The client half. The proxy half (ProxyLeg) is a member and reaches back through `conn`.
 struct Connection::State {
-  State(Context& c, Peer p, TimePoint now) : State(c, std::move(p)) {
+  State(Context& c, Peer p, TimePoint now) : State(c, std::move(p), std::nullopt) {
     // The first request's head must arrive within the header timeout of the accept (nginx's
     // client_header_timeout).
     client_deadline = now + cfg.header_timeout;
@@ -43,8 +45,10 @@ struct Connection::State {
     update(now);
   }
   // A connection woken from sleep (Connection::wake): idle at a request boundary, already
-  // counted open and idle, its idle deadline still running.
-  State(Context& c, Peer p, TimePoint idle_deadline, TimePoint now) : State(c, std::move(p)) {
+  // counted open and idle, its idle deadline still running, its peer trusted or not as it was
+  // found when the connection was accepted.
+  State(Context& c, Peer p, TimePoint idle_deadline, bool peer_trusted, TimePoint now)
+      : State(c, std::move(p), peer_trusted) {
     client_deadline = idle_deadline;
     counted_idle = metrics != nullptr;
     update(now);
@@ -62,13 +66,19 @@ struct Connection::State {
   State& operator=(const State&) = delete;
 
  private:
-  // What both constructors build alike.
-  State(Context& c, Peer p)
+  // What both constructors build alike. The trusted-proxy check reads peer.addr when no
+  // verdict is given.
+  State(Context& c, Peer p, std::optional<bool> peer_trusted)
       : ctx(c),
         cfg(*c.config),
         peer(std::move(p)),
         parser(cfg.limits),
-        proxy(cfg.mode == Mode::kProxy ? std::make_unique<ProxyLeg>(*this) : nullptr) {}
+        proxy(cfg.mode == Mode::kProxy
+                  ? std::make_unique<ProxyLeg>(
+                        *this, peer_trusted ? *peer_trusted
+                                            : peer.addr != nullptr &&
+                                                  is_trusted(*peer.addr, cfg.trusted_proxies))
+                  : nullptr) {}
 
  public:
   // --- What is happening on the client side --------------------------------------------------

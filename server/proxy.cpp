@@ -21,10 +21,8 @@ constexpr std::size_t kReplayBodyMax = 64 * 1024;
 
 }  // namespace
 
-ProxyLeg::ProxyLeg(Connection::State& s)
-    : s_(s),
-      parser_(s.cfg.limits),
-      client_trusted_(s.peer.addr != nullptr && is_trusted(*s.peer.addr, s.cfg.trusted_proxies)) {}
+ProxyLeg::ProxyLeg(Connection::State& s, bool client_trusted)
+    : s_(s), parser_(s.cfg.limits), client_trusted_(client_trusted) {}
 
 ProxyLeg::~ProxyLeg() {
   give_buffer(s_.ctx.buffers, in_);

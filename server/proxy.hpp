@@ -19,7 +19,8 @@ namespace gearbox::core {
 
 class ProxyLeg {
  public:
-  explicit ProxyLeg(Connection::State& s);
+  // `client_trusted`: the peer is one of the configured trusted proxies.
+  ProxyLeg(Connection::State& s, bool client_trusted);
   ~ProxyLeg();
 
   // Driven by the client half.
@@ -77,7 +78,10 @@ class ProxyLeg {
   Connection::State& s_;
   http::ResponseParser parser_;
   const bool client_trusted_;  // the peer is a trusted proxy (its X-Forwarded-For is kept)
-  char* in_ = nullptr;         // upstream input buffer, held while an upstream connection is
+
+ public:
+  bool client_trusted() const { return client_trusted_; }
+  char* in_ = nullptr;  // upstream input buffer, held while an upstream connection is
   std::size_t in_begin_ = 0;
   std::size_t in_end_ = 0;
 

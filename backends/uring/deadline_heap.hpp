@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -14,8 +15,9 @@ namespace gearbox::backends::uring {
 // What an element carries (a base of the connection's pump).
 struct DeadlineEntry {
   core::TimePoint when = core::kNever;
-  std::size_t index = kNotQueued;
-  static constexpr std::size_t kNotQueued = static_cast<std::size_t>(-1);
+  // 32 bits: a connection's pump lays its descriptor in the padding after it.
+  std::uint32_t index = kNotQueued;
+  static constexpr std::uint32_t kNotQueued = static_cast<std::uint32_t>(-1);
 };
 
 class DeadlineHeap {
@@ -27,7 +29,7 @@ class DeadlineHeap {
         return;
       }
       e->when = when;
-      e->index = heap_.size();
+      e->index = static_cast<std::uint32_t>(heap_.size());
       heap_.push_back(e);
       up(e->index);
       return;
@@ -59,7 +61,7 @@ class DeadlineHeap {
     heap_.pop_back();
     if (last != e) {
       heap_[i] = last;
-      last->index = i;
+      last->index = static_cast<std::uint32_t>(i);
       up(i);
       down(last->index);
     }
@@ -82,7 +84,7 @@ class DeadlineHeap {
  private:
   void place(std::size_t i, DeadlineEntry* e) {
     heap_[i] = e;
-    e->index = i;
+    e->index = static_cast<std::uint32_t>(i);
   }
   void up(std::size_t i) {
     DeadlineEntry* e = heap_[i];

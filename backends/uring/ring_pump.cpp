@@ -19,7 +19,7 @@ namespace gearbox::backends::uring {
 // An adopted upstream receive (one ring buffer) must fit the span the core lends for it.
 static_assert(Ring::kBufferSize <= Loop::kInputBufferSize);
 
-RingPump::RingPump(Loop& loop, int client_fd) : loop_(loop), fd_(client_fd) {
+RingPump::RingPump(Loop& loop, int client_fd) : fd_(client_fd), loop_(loop) {
   for (int i = 0; i < kConnect; ++i) {
     ops_[i].pump = this;
     ops_[i].slot = static_cast<Slot>(i);
@@ -92,8 +92,7 @@ void RingPump::shed() {
   assert(quiet());
   up_.reset();
   client_msg_.reset();
-  input_ = {};
-  input_first_ = 0;
+  std::vector<Input>().swap(input_);  // its memory too ("input_ = {}" kept the capacity)
 }
 
 void RingPump::completed(Op& op, int res, unsigned flags) {
@@ -133,7 +132,7 @@ void RingPump::completed(Op& op, int res, unsigned flags) {
         pop_input();  // no bytes in it: straight back
       }
     }
-    if (multishot_ && op.in_flight && input_.size() - input_first_ >= kHoldLimit) {
+    if (multishot_ && op.in_flight && input_.size() >= kHoldLimit) {
       cancel(op);
     }
     if (res <= 0) {
@@ -170,15 +169,12 @@ void RingPump::drop_upstream_result(Op& op) {
 }
 
 void RingPump::pop_input() {
-  Input& in = input_[input_first_++];
+  const Input in = input_.front();
+  input_.erase(input_.begin());
   if (in.buffer_id >= 0) {
     loop_.ring().give_back(static_cast<unsigned>(in.buffer_id));
   } else {
     loop_.give_spare_buffer(in.data);
-  }
-  if (input_first_ == input_.size()) {
-    input_.clear();
-    input_first_ = 0;
   }
 }
 
@@ -275,7 +271,7 @@ bool RingPump::step(core::Connection& c, core::Wants& w, core::TimePoint now) {
     if (has_input()) {
       // The core parses the received bytes where they are and copies only what it keeps; a
       // lent span (a core not told that the driver owns its input) gets them copied in.
-      Input& in = input_[input_first_];
+      Input& in = input_.front();
       std::size_t n = in.end - in.begin;
       if (w.client_read.empty()) {
         n = c.on_client_data({in.data + in.begin, n}, now);
@@ -535,23 +531,6 @@ bool RingPump::finish_and_abort_wanted() {
 
 namespace {
 
-// A peer address in the bytes an IPv6 one needs (a sockaddr_storage is 128): what a sleeping
-// connection keeps of it.
-union PeerAddress {
-  sockaddr sa;
-  sockaddr_in in4;
-  sockaddr_in6 in6;
-};
-
-// Not a coroutine: the sockaddr_storage the core reads while it builds its state lives on this
-// stack, not in the connection's frame.
-void wake(core::Connection& conn, LoopContext& ctx, const std::string& who, const PeerAddress& addr,
-          core::TimePoint deadline, core::TimePoint now) {
-  sockaddr_storage storage{};
-  std::memcpy(&storage, &addr, sizeof addr);
-  conn.wake(ctx.ctx, core::Peer{who, &storage}, deadline, now);
-}
-
 core::Peer peer_of(const std::string& who, const sockaddr_storage& addr) {
   return core::Peer{who, &addr};
 }
@@ -563,8 +542,6 @@ Detached serve_connection(Loop& loop, int fd, const sockaddr_storage& peer) {
   bool abort = false;
   {
     std::shared_ptr<LoopContext> ctx = loop.context();  // the configuration in force now
-    PeerAddress addr{};
-    std::memcpy(&addr, &peer, sizeof addr);
     const std::string who = address_text(peer);
     core::Connection conn(ctx->ctx, peer_of(who, peer), loop.now());
     // `peer` is the caller's: it is not read after the first suspension.
@@ -582,7 +559,8 @@ Detached serve_connection(Loop& loop, int fd, const sockaddr_storage& peer) {
         loop.count_asleep(1);
         co_await pump.next();
         loop.count_asleep(-1);
-        wake(conn, *ctx, who, addr, deadline, loop.now());
+        // The core kept its trusted-proxy verdict: the address text is all it needs again.
+        conn.wake(ctx->ctx, core::Peer{who, nullptr}, deadline, loop.now());
         continue;
       }
       co_await pump.next();

@@ -70,8 +70,6 @@ class RingPump final : public DeadlineEntry {
     killed_ = true;
     notify();
   }
-  RingPump* prev = nullptr;
-  RingPump* next_conn = nullptr;
 
  private:
   enum Slot : std::uint8_t {
@@ -125,17 +123,20 @@ class RingPump final : public DeadlineEntry {
   void drop_upstream_result(Op& op);
   void drop_input();
   void pop_input();
-  bool has_input() const { return input_first_ < input_.size(); }
+  bool has_input() const { return !input_.empty(); }
 
-  Loop& loop_;
+  // The members are laid out for a small frame (a sleeping connection is its frame): the
+  // descriptor in the deadline entry's padding, the flags together at the end.
   const int fd_;
+  Loop& loop_;
   Op ops_[kConnect];  // client read and write
   std::coroutine_handle<> waiter_;
-  bool pending_ = false;
-  bool drain_pending_ = false;
-  bool killed_ = false;
-  bool shut_ = false;
 
+ public:
+  RingPump* prev = nullptr;  // the loop's list of live connections (for the drain)
+  RingPump* next_conn = nullptr;
+
+ private:
   // Received client bytes the core has not taken yet, oldest first (they wait for it to want a
   // read). A multishot receive may complete several times before the coroutine runs.
   struct Input {
@@ -147,16 +148,8 @@ class RingPump final : public DeadlineEntry {
   // Held receives at which a multishot receive is cancelled: the core is not reading, and the
   // client must not fill the loop's buffer ring (backpressure, as with single-shot receives).
   static constexpr std::size_t kHoldLimit = 4;
-  std::vector<Input> input_;
-  std::size_t input_first_ = 0;
-  char* spare_ = nullptr;   // spare buffer lent to the receive in flight
-  bool multishot_ = false;  // the receive in flight is multishot
-  // The receive in flight reads into the span the core lends mid-body (Wants::client_read):
-  // its bytes are already where the core wants them, reported as on_client_read().
-  bool lent_read_ = false;
-  bool no_buffers_ = false;  // the ring was empty: the next receive uses a spare buffer
-  bool client_eof_ = false;  // EOF received, not yet reported
-  int client_err_ = 0;       // receive error, not yet reported
+  std::vector<Input> input_;  // oldest first (rarely more than one: taken from the front)
+  char* spare_ = nullptr;     // spare buffer lent to the receive in flight
 
   // A write of several small pieces (a proxied response head and its body) goes out as one
   // send from a copy in a spare buffer, held until its completion: cheaper than a sendmsg.
@@ -164,6 +157,18 @@ class RingPump final : public DeadlineEntry {
   char* send_copy_ = nullptr;           // of the client write
   std::unique_ptr<msghdr> client_msg_;  // of a client sendmsg, allocated on first use
   std::unique_ptr<Upstream> up_;
+
+  int client_err_ = 0;  // receive error, not yet reported
+  bool pending_ = false;
+  bool drain_pending_ = false;
+  bool killed_ = false;
+  bool shut_ = false;
+  bool multishot_ = false;  // the receive in flight is multishot
+  // The receive in flight reads into the span the core lends mid-body (Wants::client_read):
+  // its bytes are already where the core wants them, reported as on_client_read().
+  bool lent_read_ = false;
+  bool no_buffers_ = false;  // the ring was empty: the next receive uses a spare buffer
+  bool client_eof_ = false;  // EOF received, not yet reported
 };
 
 // The coroutine of one accepted client connection: runs its core::Connection with a RingPump

@@ -48,8 +48,11 @@ class CoreHarness {
   // over are scribbled over right after each call, so a core that kept pointing into them
   // answers garbage.
   // `buffer_size`: of the input buffers the core takes from the harness's pool.
+  // `peer_addr`: the client's address, read while the connection is built (not when it is woken:
+  // the harness wakes it with the address text alone, as the ring driver does).
   explicit CoreHarness(core::Config cfg = {}, bool owned_input = false,
-                       std::size_t buffer_size = core::BufferPool::kSize)
+                       std::size_t buffer_size = core::BufferPool::kSize,
+                       const sockaddr_storage* peer_addr = nullptr)
       : cfg_(std::move(cfg)), owned_input_(owned_input), buffers_(256, buffer_size) {
     ctx_.config = &cfg_;
     ctx_.driver_owns_input = owned_input;
@@ -59,6 +62,7 @@ class CoreHarness {
       ctx_.upstreams = upstreams_.get();
     }
     peer_.address = "127.0.0.1";
+    peer_.addr = peer_addr;
     conn_ = std::make_unique<core::Connection>(ctx_, peer_, now_);
   }
 
@@ -268,7 +272,7 @@ class CoreHarness {
  private:
   void wake_if_asleep() {
     if (conn_->asleep()) {
-      conn_->wake(ctx_, peer_, asleep_deadline_, now_);
+      conn_->wake(ctx_, core::Peer{peer_.address, nullptr}, asleep_deadline_, now_);
     }
   }
   bool listed(const std::vector<std::string>& endpoints) const {

@@ -6,6 +6,9 @@
 #include <memory>
 #include <string>
 
+#include <netinet/in.h>
+
+#include "server/config_load.hpp"
 #include "server/metrics.hpp"
 #include "tests/support/core_harness.hpp"
 #include "tests/support/proxy_config.hpp"
@@ -160,6 +163,40 @@ TEST(ConnectionSleep, AProxiedConnectionSleepsOnceItsUpstreamIsReleased) {
   EXPECT_EQ(h.output(),
             "HTTP/1.1 200 OK\r\nVia: 1.1 gearbox\r\nContent-Length: 2\r\n\r\nok"
             "HTTP/1.1 200 OK\r\nVia: 1.1 gearbox\r\nContent-Length: 2\r\n\r\nok");
+}
+
+// A trusted proxy's X-Forwarded-For is kept after its connection slept and was woken with no
+// address (the core keeps the verdict it made when the connection was built), and an
+// untrusted client's is replaced alike.
+TEST(ConnectionSleep, TheTrustedProxyVerdictSurvivesSleep) {
+  sockaddr_storage loopback{};
+  auto* in = reinterpret_cast<sockaddr_in*>(&loopback);
+  in->sin_family = AF_INET;
+  in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (bool trusted : {true, false}) {
+    core::Config cfg = test::proxy_config();
+    core::Cidr cidr;
+    ASSERT_TRUE(core::parse_cidr(trusted ? "127.0.0.0/8" : "10.0.0.0/8", &cidr));
+    cfg.trusted_proxies = {cidr};
+    CoreHarness h(cfg, true, core::BufferPool::kSize, &loopback);
+    h.sleep_when_idle = true;
+    h.upstream_script = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    const std::string get = "GET /a HTTP/1.1\r\nHost: app\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n";
+    h.send(get);
+    h.run();
+    h.send(get);
+    h.run();
+    ASSERT_EQ(h.sleeps(), 2);
+    const std::string& up = h.upstream_received();
+    const std::string kept = "X-Forwarded-For: 192.0.2.7, 127.0.0.1\r\n";
+    const std::string replaced = "X-Forwarded-For: 127.0.0.1\r\n";
+    const std::string& want = trusted ? kept : replaced;
+    std::size_t first = up.find(want);
+    ASSERT_NE(first, std::string::npos) << (trusted ? "trusted" : "untrusted") << ":\n" << up;
+    EXPECT_NE(up.find(want, first + 1), std::string::npos)
+        << "the request after the wake: " << (trusted ? "trusted" : "untrusted") << ":\n"
+        << up;
+  }
 }
 
 // Asleep, it stays counted open and idle; destroyed asleep, it is counted out.
