@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -185,6 +186,9 @@ void Ring::add_to_ring(unsigned id, int offset) {
 }
 
 void Ring::give_back(unsigned id) {
+  // The caller held `id`: at least one buffer is neither in the kernel's ring nor spare. A
+  // miscount here could overfill the kernel's ring and hand one buffer to two receives.
+  assert(id < buffer_count_ && in_ring_ + spare_.size() < buffer_count_);
   if (in_ring_ < fill_) {
     add_to_ring(id, 0);
     io_uring_buf_ring_advance(buf_ring_, 1);
