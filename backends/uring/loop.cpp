@@ -117,7 +117,7 @@ void Loop::serve(int fd, const sockaddr_storage* peer) {
     socklen_t len = sizeof addr;
     ::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   }
-  serve_connection(*this, fd, addr);
+  serve_connection(Accepted{*this, fd, addr});
 }
 
 void Loop::MultishotAcceptor::resolve(int res, unsigned flags) {

@@ -151,7 +151,7 @@ void RingPump::completed(Op& op, int res, unsigned flags) {
     if (op.slot == kUpstreamRead) {
       up_->read_adopted = false;
       if ((flags & IORING_CQE_F_BUFFER) != 0) {
-        op.buffer = static_cast<int>(flags >> IORING_CQE_BUFFER_SHIFT);
+        up_->read_buffer = static_cast<int>(flags >> IORING_CQE_BUFFER_SHIFT);
       }
     }
     op.has_result = true;
@@ -162,9 +162,9 @@ void RingPump::completed(Op& op, int res, unsigned flags) {
 
 void RingPump::drop_upstream_result(Op& op) {
   op.has_result = false;
-  if (op.buffer >= 0) {
-    loop_.ring().give_back(static_cast<unsigned>(op.buffer));
-    op.buffer = -1;
+  if (op.slot == kUpstreamRead && up_->read_buffer >= 0) {
+    loop_.ring().give_back(static_cast<unsigned>(up_->read_buffer));
+    up_->read_buffer = -1;
   }
 }
 
@@ -295,12 +295,12 @@ bool RingPump::step(core::Connection& c, core::Wants& w, core::TimePoint now) {
   if (Op* op_ptr = up_ ? &op(kUpstreamRead) : nullptr;
       op_ptr != nullptr && op_ptr->has_result && !w.upstream_read.empty()) {
     Op& op = *op_ptr;
-    if (op.buffer >= 0) {
+    if (const int buffer = up_->read_buffer; buffer >= 0) {
       // The adopted receive's bytes are in a ring buffer (at most Ring::kBufferSize, no more
       // than the core's empty upstream buffer lends): copied where the core wants them.
       const std::size_t n =
           std::min(static_cast<std::size_t>(std::max(op.res, 0)), w.upstream_read.size());
-      std::memcpy(w.upstream_read.data(), loop_.ring().buffer(static_cast<unsigned>(op.buffer)), n);
+      std::memcpy(w.upstream_read.data(), loop_.ring().buffer(static_cast<unsigned>(buffer)), n);
       assert(op.res <= 0 || n == static_cast<std::size_t>(op.res));
       op.res = op.res < 0 ? op.res : static_cast<int>(n);
     }
@@ -501,7 +501,8 @@ void RingPump::cancel(Op& op) {
   }
 }
 
-void RingPump::cancel_all() {
+void RingPump::cancel_all(bool abort) {
+  abort_ = abort;
   for (Op& op : ops_) {
     cancel(op);
   }
@@ -526,7 +527,7 @@ bool RingPump::finish_and_abort_wanted() {
     loop_.give_spare_buffer(spare_);
     spare_ = nullptr;
   }
-  return killed_;
+  return killed_ || abort_;
 }
 
 namespace {
@@ -537,14 +538,15 @@ core::Peer peer_of(const std::string& who, const sockaddr_storage& addr) {
 
 }  // namespace
 
-Detached serve_connection(Loop& loop, int fd, const sockaddr_storage& peer) {
-  RingPump pump(loop, fd);
-  bool abort = false;
+Detached serve_connection(const Accepted& accepted) {
+  // `accepted` is the caller's: it is read before the first suspension only. (A coroutine
+  // keeps its parameters in its frame: one reference here, where the loop, the descriptor and
+  // the address took 24 bytes.)
+  RingPump pump(accepted.loop, accepted.fd);
   {
-    std::shared_ptr<LoopContext> ctx = loop.context();  // the configuration in force now
-    const std::string who = address_text(peer);
-    core::Connection conn(ctx->ctx, peer_of(who, peer), loop.now());
-    // `peer` is the caller's: it is not read after the first suspension.
+    std::shared_ptr<LoopContext> ctx = pump.loop().context();  // the configuration in force now
+    const std::string who = address_text(accepted.peer);
+    core::Connection conn(ctx->ctx, peer_of(who, accepted.peer), pump.loop().now());
     while (!pump.apply(conn)) {
       if (conn.can_sleep() && pump.quiet()) {
         // Idle between requests with only the receive armed: the core's state and the pump's
@@ -556,28 +558,26 @@ Detached serve_connection(Loop& loop, int fd, const sockaddr_storage& peer) {
         const core::TimePoint deadline = conn.wants().deadline;
         conn.sleep();
         pump.shed();
-        loop.count_asleep(1);
+        pump.loop().count_asleep(1);
         co_await pump.next();
-        loop.count_asleep(-1);
+        pump.loop().count_asleep(-1);
         // The core kept its trusted-proxy verdict: the address text is all it needs again.
-        conn.wake(ctx->ctx, core::Peer{who, nullptr}, deadline, loop.now());
+        conn.wake(ctx->ctx, core::Peer{who, nullptr}, deadline, pump.loop().now());
         continue;
       }
       co_await pump.next();
     }
-    abort = conn.wants().close_mode == core::CloseMode::kAbort;
     // Nothing the kernel still writes into, or reads from, may be freed before its CQE.
-    pump.cancel_all();
+    pump.cancel_all(conn.wants().close_mode == core::CloseMode::kAbort);
     while (pump.busy()) {
       co_await pump.next();
     }
-    abort = pump.finish_and_abort_wanted() || abort;
+    if (pump.finish_and_abort_wanted()) {
+      linger lg{1, 0};  // reset instead of FIN (core::CloseMode::kAbort)
+      ::setsockopt(pump.client_fd(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
   }
-  if (abort) {
-    linger lg{1, 0};  // reset instead of FIN (core::CloseMode::kAbort)
-    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-  }
-  loop.close_socket(fd);
+  pump.loop().close_socket(pump.client_fd());
 }
 
 }  // namespace gearbox::backends::uring

@@ -53,12 +53,14 @@ class RingPump final : public DeadlineEntry {
   void shed();
 
   // Closing: asks the kernel to cancel every operation in flight (each still completes).
-  void cancel_all();
+  // `abort`: the core wants the client socket reset (core::CloseMode::kAbort).
+  void cancel_all(bool abort);
   bool busy() const;  // some operation has not completed yet
   // After !busy(): gives back receive buffers, closes the upstream socket if one is left, and
-  // says how the client socket is to be closed.
+  // says whether the client socket is to be reset (asked by cancel_all or the loop's kill).
   bool finish_and_abort_wanted();
   int client_fd() const { return fd_; }
+  Loop& loop() { return loop_; }
 
   // --- For the loop ---------------------------------------------------------------------------
   void notify();  // something happened: resume the coroutine (once) after this turn's CQEs
@@ -87,7 +89,6 @@ class RingPump final : public DeadlineEntry {
     bool has_result = false;  // completed, not yet reported to the core
     bool cancelled = false;   // a cancel was asked for the operation in flight
     int res = 0;
-    int buffer = -1;  // a provided-ring buffer holding the result's bytes (an adopted read)
     void resolve(int r, unsigned flags) override { pump->completed(*this, r, flags); }
   };
 
@@ -105,6 +106,7 @@ class RingPump final : public DeadlineEntry {
     // The read in flight is the receive that watched the pooled connection (adopted from the
     // loop's UpstreamWatch): cancelled through it.
     bool read_adopted = false;
+    int read_buffer = -1;  // the provided-ring buffer holding the read's bytes (adopted)
   };
 
   Op& op(Slot s) { return s < kConnect ? ops_[s] : upstream().ops[s - kConnect]; }
@@ -169,11 +171,17 @@ class RingPump final : public DeadlineEntry {
   bool lent_read_ = false;
   bool no_buffers_ = false;  // the ring was empty: the next receive uses a spare buffer
   bool client_eof_ = false;  // EOF received, not yet reported
+  bool abort_ = false;       // reset the client socket when closing it
 };
 
 // The coroutine of one accepted client connection: runs its core::Connection with a RingPump
 // until done, then cancels and reaps what is in flight and closes the socket.
-// `peer` is read before the coroutine first suspends only.
-Detached serve_connection(Loop& loop, int fd, const sockaddr_storage& peer);
+// `accepted` is read before the coroutine first suspends only.
+struct Accepted {
+  Loop& loop;
+  int fd;
+  const sockaddr_storage& peer;
+};
+Detached serve_connection(const Accepted& accepted);
 
 }  // namespace gearbox::backends::uring
