@@ -44,6 +44,7 @@ class ProxyLeg {
   void seal_output() { output_unlent_ = false; }
   void abandon();  // the client side failed: drop the upstream connection
   bool released() const { return up_ == Up::kNone; }
+  bool client_trusted() const { return client_trusted_; }
   void fill_wants(Wants& w) const;
   TimePoint deadline() const { return deadline_; }
   void on_deadline(TimePoint now);
@@ -78,10 +79,7 @@ class ProxyLeg {
   Connection::State& s_;
   http::ResponseParser parser_;
   const bool client_trusted_;  // the peer is a trusted proxy (its X-Forwarded-For is kept)
-
- public:
-  bool client_trusted() const { return client_trusted_; }
-  char* in_ = nullptr;  // upstream input buffer, held while an upstream connection is
+  char* in_ = nullptr;         // upstream input buffer, held while an upstream connection is
   std::size_t in_begin_ = 0;
   std::size_t in_end_ = 0;
 

@@ -303,15 +303,14 @@ int Loop::run(int log_loops) {
     }
     ring_.submit_and_wait(wake);
     now_ = core::Clock::now();
-    const core::TimePoint now = now_;
-    while (DeadlineEntry* e = deadlines_.pop_due(now)) {
+    while (DeadlineEntry* e = deadlines_.pop_due(now_)) {
       static_cast<RingPump*>(e)->notify();
     }
-    if (pool_ && now >= next_sweep_) {
-      pool_->sweep(now);
-      next_sweep_ = now + std::chrono::seconds(1);
+    if (pool_ && now_ >= next_sweep_) {
+      pool_->sweep(now_);
+      next_sweep_ = now_ + std::chrono::seconds(1);
     }
-    if (draining_ && !killed_ && now >= drain_deadline_) {
+    if (draining_ && !killed_ && now_ >= drain_deadline_) {
       killed_ = true;
       drain_deadline_ = core::kNever;
       if (live_ > 0) {

@@ -180,22 +180,11 @@ void Ring::setup_buffer_ring() {
   features_.buf_ring = true;
 }
 
-void Ring::add_to_ring(unsigned id, int offset) {
-  io_uring_buf_ring_add(buf_ring_, buffer(id), kBufferSize, static_cast<unsigned short>(id),
-                        io_uring_buf_ring_mask(buffer_count_), offset);
-}
-
 void Ring::give_back(unsigned id) {
   // The caller held `id`: at least one buffer is neither in the kernel's ring nor spare. A
   // miscount here could overfill the kernel's ring and hand one buffer to two receives.
   assert(id < buffer_count_ && in_ring_ + spare_.size() < buffer_count_);
-  if (in_ring_ < fill_) {
-    add_to_ring(id, 0);
-    io_uring_buf_ring_advance(buf_ring_, 1);
-    ++in_ring_;
-  } else {
-    spare_.push_back(static_cast<unsigned short>(id));
-  }
+  spare_.push_back(static_cast<unsigned short>(id));  // on top: the next refill() takes it first
 }
 
 void Ring::refill() {
@@ -203,10 +192,12 @@ void Ring::refill() {
     fill_ = std::min(fill_ * 2, buffer_count_);
     starved_ = false;
   }
+  const int mask = io_uring_buf_ring_mask(buffer_count_);
   int added = 0;
   while (in_ring_ < fill_ && !spare_.empty()) {
-    add_to_ring(spare_.back(), added++);
+    const unsigned short id = spare_.back();
     spare_.pop_back();
+    io_uring_buf_ring_add(buf_ring_, buffer(id), kBufferSize, id, mask, added++);
     ++in_ring_;
   }
   if (added > 0) {

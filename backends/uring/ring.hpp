@@ -89,13 +89,15 @@ class Ring final : public Scheduler {
   bool has_buffers() const { return buf_ring_ != nullptr; }
   char* buffer(unsigned id) { return buffers_ + static_cast<std::size_t>(id) * kBufferSize; }
   void give_back(unsigned id);
-  // How many buffers the kernel's ring is kept filled with now (it grows on demand).
+  // How many buffers the kernel's ring is kept filled with now (it grows on demand). A buffer
+  // given back goes to the kernel at the next turn.
   unsigned buffer_fill() const { return fill_; }
 
  private:
   void setup_buffer_ring();
-  void refill();  // tops the kernel's ring up to fill_ (grown first if a receive starved)
-  void add_to_ring(unsigned id, int offset);
+  // Once per turn, before the wait: tops the kernel's ring up to fill_ (grown first if a
+  // receive starved) from the stack of buffers given back, most recent first, in one advance.
+  void refill();
   void probe_multishot();
   int probe_receive(int server, int client, __u64 tag, unsigned limit, unsigned* flags);
   void resolve_ready();

@@ -530,14 +530,6 @@ bool RingPump::finish_and_abort_wanted() {
   return killed_ || abort_;
 }
 
-namespace {
-
-core::Peer peer_of(const std::string& who, const sockaddr_storage& addr) {
-  return core::Peer{who, &addr};
-}
-
-}  // namespace
-
 Detached serve_connection(const Accepted& accepted) {
   // `accepted` is the caller's: it is read before the first suspension only. (A coroutine
   // keeps its parameters in its frame: one reference here, where the loop, the descriptor and
@@ -546,7 +538,7 @@ Detached serve_connection(const Accepted& accepted) {
   {
     std::shared_ptr<LoopContext> ctx = pump.loop().context();  // the configuration in force now
     const std::string who = address_text(accepted.peer);
-    core::Connection conn(ctx->ctx, peer_of(who, accepted.peer), pump.loop().now());
+    core::Connection conn(ctx->ctx, core::Peer{who, &accepted.peer}, pump.loop().now());
     while (!pump.apply(conn)) {
       if (conn.can_sleep() && pump.quiet()) {
         // Idle between requests with only the receive armed: the core's state and the pump's
