@@ -126,8 +126,7 @@ bool Connection::holds_buffers() const {
 
 void Connection::on_client_written(std::size_t n, TimePoint now) {
   State& s = *s_;
-  s.to_client.consume(n);
-  s.exchange_bytes_out += n;
+  s.exchange_bytes_out += s.written(n);
   if (s.metrics != nullptr) {
     s.metrics->bytes_out.fetch_add(n, std::memory_order_relaxed);
   }

@@ -145,7 +145,15 @@ struct Connection::State {
   }
 
   OutQueue to_client;
-  std::string client_head;  // response head (or whole small response) being written
+  // Pipelining: a response the core makes whole (respond_text, respond_echo_head) is copied
+  // into `batch` while more requests wait in the input, instead of being lent alone, and the
+  // batch is lent as one write when the parse stops (the end of update) or something else is
+  // queued: sixteen pipelined requests in one read are one write, not sixteen. Bounded by
+  // kBatchMax; never in proxy mode. While lent (batch_unwritten > 0) it is not appended to.
+  static constexpr std::size_t kBatchMax = 16 * 1024;
+  std::string batch;
+  std::size_t batch_unwritten = 0;  // bytes of the lent batch not written yet
+  std::string client_head;          // response head (or whole small response) being written
   // What shapes a small fixed response (respond_text). While client_head holds the one built
   // for `fixed` (fixed_valid), the same answer within the same Date second is reused as is;
   // whoever else writes client_head clears fixed_valid.
@@ -174,6 +182,51 @@ struct Connection::State {
 
   std::unique_ptr<ProxyLeg> proxy;
 
+  // --- Output --------------------------------------------------------------------------------
+
+  // Every write the core queues goes through here (the proxy's own response bytes aside: no
+  // batch is ever open in proxy mode), so that an open batch goes out first.
+  void queue(std::string_view bytes) {
+    flush_batch();
+    to_client.push(bytes);
+  }
+
+  // A whole response (in memory of its own, reused for the next one): into the batch when more
+  // input waits (or a batch is open already) and it fits, else queued.
+  void queue_whole(std::string_view response) {
+    const bool more_input = in_begin < in_end || !ext.empty();
+    if (!proxy && batch_unwritten == 0 && to_client.empty() && (more_input || !batch.empty()) &&
+        batch.size() + response.size() <= kBatchMax) {
+      batch.append(response);
+      exchange_bytes_out += response.size();  // counted now: written after its exchange ended
+      return;
+    }
+    queue(response);
+  }
+
+  // Lends the open batch as the next write (always first: nothing is queued while it is open).
+  void flush_batch() {
+    if (!batch.empty() && batch_unwritten == 0) {
+      assert(to_client.empty());
+      to_client.push(batch);
+      batch_unwritten = batch.size();
+    }
+  }
+
+  // n bytes were written: those of the batch were counted in their exchanges already. Returns
+  // the bytes that belong to the exchange under way.
+  std::size_t written(std::size_t n) {
+    to_client.consume(n);
+    const std::size_t batched = std::min(n, batch_unwritten);
+    if (batched > 0) {
+      batch_unwritten -= batched;
+      if (batch_unwritten == 0) {
+        batch.clear();
+      }
+    }
+    return n - batched;
+  }
+
   // --- Driving -------------------------------------------------------------------------------
 
   // Runs the machine as far as it goes without I/O, then recomputes what it wants.
@@ -187,6 +240,7 @@ struct Connection::State {
     if (!ext.empty()) {
       spill_ext();  // what was handed over and not parsed is kept (as much as fits)
     }
+    flush_batch();  // the parse stopped: what was batched is written now
     // The send timeout runs while bytes wait for the client, from the moment they are queued
     // (a write that cannot move a single byte must time out too: nginx arms send_timeout
     // whenever output is left), restarted by each write that moves some (on_client_written).
@@ -395,11 +449,11 @@ struct Connection::State {
     if (handler == Handler::kEchoBody) {
       flush_echo_head();
       if (parser.head().framing == http::Framing::kChunked) {
-        to_client.push(http::chunk_header(client_chunk, piece.size()));
-        to_client.push(piece);
-        to_client.push(http::kCrlf);
+        queue(http::chunk_header(client_chunk, piece.size()));
+        queue(piece);
+        queue(http::kCrlf);
       } else {
-        to_client.push(piece);
+        queue(piece);
       }
     } else if (handler == Handler::kProxy) {
       proxy->on_request_body(piece, now);
@@ -413,7 +467,7 @@ struct Connection::State {
     if (handler == Handler::kEchoBody) {
       flush_echo_head();
       if (parser.head().framing == http::Framing::kChunked) {
-        to_client.push(http::kLastChunk);
+        queue(http::kLastChunk);
       }
       response_complete = true;
     } else if (handler == Handler::kProxy) {
@@ -431,6 +485,9 @@ struct Connection::State {
       return false;
     }
     handler = Handler::kNone;
+    // The next request's response has not started: a malformed pipelined request after this
+    // one is answered 400, not cut as if its answer were under way.
+    response_started = false;
     end_exchange(now);
     if (!keep_alive || draining) {
       begin_close();
@@ -568,7 +625,7 @@ struct Connection::State {
       fixed_head_size = response_head_size;
       fixed_valid = true;
     }
-    to_client.push(client_head);
+    queue_whole(client_head);
     response_complete = true;
   }
 
@@ -590,7 +647,7 @@ struct Connection::State {
         client_head.append(f.name).append(": ").append(f.value).append("\r\n");
       }
     }
-    to_client.push(client_head);
+    queue_whole(client_head);
     response_complete = true;
   }
 
@@ -615,7 +672,7 @@ struct Connection::State {
   void flush_echo_head() {
     if (echo_head_pending) {
       echo_head_pending = false;
-      to_client.push(client_head);
+      queue(client_head);
     }
   }
 
@@ -660,7 +717,7 @@ struct Connection::State {
     if (!(request != Request::kIdle && request != Request::kHead && head_request())) {
       client_head.append(reason).append("\n");
     }
-    to_client.push(client_head);
+    queue(client_head);
     response_started = true;
     response_complete = true;
     handler = Handler::kNone;
@@ -688,6 +745,8 @@ struct Connection::State {
       proxy->abandon();
     }
     to_client.clear();
+    batch.clear();
+    batch_unwritten = 0;
     closing = true;
     close_mode = CloseMode::kAbort;
     finish_if_possible();
@@ -712,6 +771,7 @@ struct Connection::State {
       finish_if_possible();
       return false;
     }
+    flush_batch();  // the responses batched before the close are written before the shutdown
     if (!to_client.empty()) {
       return false;
     }
@@ -769,7 +829,7 @@ struct Connection::State {
         in_begin == in_end) {
       // The client waits for our go-ahead before sending the body (RFC 9110 §10.1.1).
       continue_pending = false;
-      to_client.push(kContinue);
+      queue(kContinue);
     }
   }
 

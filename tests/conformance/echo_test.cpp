@@ -281,6 +281,29 @@ TEST_P(EchoTest, PipelinedRequestsAnsweredInOrder) {
   EXPECT_EQ(close.extra, "");
 }
 
+// TechEmpower's plaintext depth, sent in one piece: all sixteen answered, in order, and the
+// connection still serves (the core batches them into one write).
+TEST_P(EchoTest, SixteenPipelinedRequestsInOneSendAreAnsweredInOrder) {
+  ASSERT_TRUE(start_server());
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  std::string in;
+  for (int i = 0; i < 16; ++i) {
+    in += i % 4 == 3 ? "GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
+                     : "GET /plaintext HTTP/1.1\r\nHost: test\r\n\r\n";
+  }
+  ASSERT_TRUE(s.send_all(in));
+  for (int i = 0; i < 16; ++i) {
+    HttpResponse r = s.read_response();
+    ASSERT_TRUE(r.ok()) << "response " << i << ": " << r.error;
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, i % 4 == 3 ? "ok" : "Hello, World!") << "response " << i;
+  }
+  auto close = s.wait_for_close(300ms);
+  EXPECT_FALSE(close.closed) << "keep-alive connection closed after pipelined requests";
+  EXPECT_EQ(close.extra, "");
+}
+
 TEST_P(EchoTest, Http10ClosesByDefault) {
   ASSERT_TRUE(start_server());
   Socket s = Socket::connect(port());

@@ -267,5 +267,27 @@ TEST_P(ErrorTest, GarbageRequestLineIs400) {
   expect_error(std::string(kTlsHello, sizeof kTlsHello - 1), 400);
 }
 
+// A malformed request pipelined after a good one still gets its 400 (nginx does): the good
+// one's answer first, then the 400, then the close. It was cut without an answer: the core took
+// the previous response's start for the error's.
+TEST_P(ErrorTest, MalformedRequestPipelinedAfterAGoodOneIs400) {
+  ASSERT_TRUE(start_server());
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  ASSERT_TRUE(
+      s.send_all("GET /plaintext HTTP/1.1\r\nHost: test\r\n\r\n"
+                 "GET /plaintext HTTP/1.1\r\nHost: test\r\nBad Field: x\r\n\r\n"));
+  HttpResponse good = s.read_response(3s);
+  ASSERT_TRUE(good.ok()) << good.error;
+  EXPECT_EQ(good.status, 200);
+  EXPECT_EQ(good.body, "Hello, World!");
+  HttpResponse bad = s.read_response(3s);
+  ASSERT_TRUE(bad.ok()) << bad.error;
+  EXPECT_EQ(bad.status, 400) << bad.raw_head;
+  auto close = s.wait_for_close(3s);
+  EXPECT_TRUE(close.closed) << "the server must close the connection after a 400";
+  EXPECT_EQ(close.extra, "");
+}
+
 }  // namespace
 }  // namespace gearbox::test

@@ -525,4 +525,63 @@ TEST(ConnectionOwnedInput, PipelinedFloodTakesWhatFitsAndTheRestLater) {
 }
 
 }  // namespace
+// What follows a batch goes out after it, in order: an error answer to a malformed pipelined
+// request, an echoed body, the close of the last request.
+TEST(ConnectionEcho, PipelinedBatchIsFollowedInOrderByWhatComesAfterIt) {
+  for (bool owned : {false, true}) {
+    std::string two =
+        "GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n"
+        "GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n";
+    {
+      CoreHarness h({}, owned);
+      h.send(two + "GET /plaintext HTTP/1.1\r\nHost: a\r\nBad Field: x\r\n\r\n");
+      h.run();
+      EXPECT_EQ(h.output().substr(0, 2 * kPlaintextResponse.size()),
+                kPlaintextResponse + kPlaintextResponse)
+          << "owned " << owned;
+      EXPECT_EQ(h.output().substr(2 * kPlaintextResponse.size(), 24), "HTTP/1.1 400 Bad Request")
+          << h.output();
+      EXPECT_TRUE(h.shut_wr());
+    }
+    {
+      CoreHarness h({}, owned);
+      std::string in = two + "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello" +
+                       "GET /plaintext HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+      h.send(in);
+      h.run();
+      const std::string echo =
+          "HTTP/1.1 200 OK\r\nServer: gearbox\r\n" kDate "Content-Length: 5\r\n\r\nhello";
+      const std::string last = "HTTP/1.1 200 OK\r\nServer: gearbox\r\n" kDate
+                               "Connection: close\r\nContent-Type: text/plain\r\n"
+                               "Content-Length: 13\r\n\r\nHello, World!";
+      EXPECT_EQ(h.output(), kPlaintextResponse + kPlaintextResponse + echo + last)
+          << "owned " << owned;
+      EXPECT_TRUE(h.shut_wr());
+      EXPECT_LE(h.client_writes(), 3);
+      expect_split_invariant(in);
+    }
+  }
+}
+
+// TechEmpower's plaintext depth: sixteen requests in one read are answered with one write (a
+// write per response was sixteen sends and sixteen completions on a ring), from a lent span and
+// handed over alike.
+TEST(ConnectionEcho, SixteenPipelinedRequestsInOneReadAreAnsweredWithOneWrite) {
+  for (bool owned : {false, true}) {
+    std::string in;
+    for (int i = 0; i < 16; ++i) {
+      in += "GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n";
+    }
+    CoreHarness h({}, owned);
+    h.send(in);
+    h.run();
+    std::string want;
+    for (int i = 0; i < 16; ++i) {
+      want += kPlaintextResponse;
+    }
+    EXPECT_EQ(h.output(), want) << "owned " << owned;
+    EXPECT_EQ(h.client_writes(), 1) << "owned " << owned;
+  }
+}
+
 }  // namespace gearbox
