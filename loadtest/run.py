@@ -40,6 +40,12 @@ backend only.
 proxy: the upstream is nginx answering `return 200` (one worker, on the client CPU); a proxy
 run fails unless nginx's stub_status counted at least as many requests as wrk got answers.
 
+The core alone (skipped with --no-core-bench): before the matrix, gearbox_core_bench (beside the
+binary; bench/core_bench.cpp, Google Benchmark) runs pinned to the server CPU and the report
+gets its ns per request (keep-alive, 16-deep pipelined and proxied GETs, each from a lent span
+and handed over) and the heap bytes one idle connection holds in the core. A run whose
+micro-benchmark fails (exit status, missing figures) is not ok; one without the binary says so.
+
 Peers (--peers): nginx (Debian nginx-light, a worker per server CPU, config generated in a
 temp dir) for plaintext, c1k, c10k and proxy (every path proxied); HAProxy (Debian haproxy,
 nbthread = server CPUs, generated config) for the same, skipped with a message when `haproxy`
@@ -67,7 +73,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from benchlib import matrix, runner  # noqa: E402
+from benchlib import corebench, matrix, runner  # noqa: E402
 
 SMOKE_DURATION = 1.0
 
@@ -139,6 +145,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     p.add_argument("--report-from", metavar="DIR",
                    help="rebuild report.md and charts from DIR/results.json; run nothing")
+    p.add_argument("--no-core-bench", action="store_true",
+                   help="skip the core micro-benchmark (gearbox_core_bench beside the binary, "
+                        "run pinned to the server CPU before the matrix)")
     p.add_argument("--list", action="store_true", help="print the backends and scenarios, and exit")
     args = p.parse_args(argv)
     if not (args.smoke or args.quick) and args.duration is None:
@@ -259,6 +268,13 @@ def main(argv: list[str]) -> int:
     for name, why in skipped.items():
         print(f"run.py: not running backend {name}: {why}")
     t0 = time.monotonic()
+    core = None
+    if not args.no_core_bench:
+        # Smoke: one short repetition, to prove the path; the full run: 5 of at least 0.5 s.
+        reps, min_time = (1, 0.01) if args.smoke else (1, 0.2) if args.quick else (5, 0.5)
+        core = corebench.run(corebench.binary_next_to(binary), server_cpus, reps, min_time)
+        print(f"run.py: core micro-benchmark: {core['status']}"
+              + (f": {core['problem']}" if core.get("problem") else ""))
     try:
         records = runner.run_matrix(plan)
     except KeyboardInterrupt:
@@ -281,6 +297,7 @@ def main(argv: list[str]) -> int:
         "upstream": "nginx return 200, one worker, on the client CPU",
         "backend_flags": {b: runner.gearbox_flags(plan, b, matrix.SCENARIOS[0]) for b in backends},
         "elapsed_s": round(time.monotonic() - t0, 1),
+        "core_bench": core,
         "runs": records,
     }
     (out / "results.json").write_text(json.dumps(data, indent=1))
@@ -289,6 +306,8 @@ def main(argv: list[str]) -> int:
         [f"{r['backend']} {r['scenario']} (run {r['rep'] + 1}): {r['status']}"
          for r in records if r["status"] not in ("ok", "skipped")]
     print(f"run.py: {len(records)} runs in {data['elapsed_s']} s, {len(failed)} not ok")
+    if core and core["status"] == "failed":
+        failed.append(f"core micro-benchmark: {core['problem']}")
     if args.smoke and failed:
         for f in failed:
             print(f"run.py: FAILED {f}", file=sys.stderr)

@@ -110,6 +110,7 @@ class Scenario:
     smoke_backends: int = 0            # --smoke runs only the first N gearbox backends (0: all)
     scrape_metrics: bool = False       # gearbox gets --admin-listen on a free port (when --help
                                        # lists it) and /metrics is scraped once a second
+    pipeline: int = 1                  # requests wrk sends back to back per send (1: one at a time)
 
     def seconds(self, duration: float, smoke: bool, quick: bool = False) -> float:
         if smoke:
@@ -138,6 +139,7 @@ SCENARIOS = (
     Scenario("delay", "GET", "/delay/100", 1000, smoke_connections=100, expect=DONE, peers=("go",) + PY, smoke_peers=True, about="GET /delay/100 at 1,000 connections: waiting without working"),
     Scenario("cpu", "GET", "/cpu/2", 16, expect=DONE, peers=("go", "py-mp", "py-thread", "py-asyncio"), smoke_peers=True, about="GET /cpu/2 at 16 connections: 2 ms of computation per request"),
     Scenario("proxy", "GET", "/plaintext", 64, mode="proxy", peers=PROXIES, smoke_peers=True, about="GET /plaintext through the proxy to an nginx upstream (`return 200`, one worker, on the client CPU), 64 connections", server_flags=(f"--proxy-keepalive={PROXY_KEEPALIVE}",)),
+    Scenario("pipelined", "GET", "/plaintext", 64, pipeline=16, peers=PROXIES + ("go",), about="GET /plaintext pipelined 16 deep (TechEmpower's plaintext test), 64 keep-alive connections: what answering a batch of requests in one write saves"),
     # The lessons' own scenarios.
     Scenario("gil", "GET", "/cpu/2", 16, expect=DONE, all_cpus=True, variants=(1, 2), peers=GIL_PEERS, group="lessons", about="GET /cpu/2 at 16 connections with both CPUs for the server (wrk, light here, shares them), at 1 and 2 threads/processes/loops: who turns two cores into twice the work"),
     Scenario("multi-plaintext", "GET", "/plaintext", 64, all_cpus=True, variants=(1, 2), only_parallel=True, group="lessons", in_smoke=False, about="GET /plaintext, 64 connections, both CPUs (shared with wrk), at 1 and 2 threads/loops"),

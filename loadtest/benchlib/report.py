@@ -390,6 +390,7 @@ EXPLAIN = {
     "delay": explain_delay,
     "cpu": explain_cpu,
     "proxy": explain_proxy,
+    "pipelined": lambda g, sc, rows: [_spread(g), _switches(g)],
 }
 
 
@@ -546,6 +547,8 @@ def render(data: dict, summary: dict, chart_dir: str) -> str:
     lines += ["", f"![requests per server core]({chart_dir}/rps_per_core.png)", "",
               f"![latency percentiles]({chart_dir}/latency.png)", "",
               f"![memory per connection]({chart_dir}/memory.png)", ""]
+    from . import corebench
+    lines += corebench.render(data.get("core_bench"))
     by_name = {s.name: s for s in SCENARIOS}
     for sc in matrix_scenarios(data):
         rows = rows_for(summary, sc["name"])

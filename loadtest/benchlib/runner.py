@@ -333,7 +333,7 @@ def load(plan: Plan, sc: Scenario, t: Target, server: servers.Server,
             raise LoadError(str(e)) from None
     threads = sc.wrk_threads or len(client_cpus)
     argv = wrk.command(server.url(sc.path), sc.method, sc.body, sc.expect, conns, threads, run_s,
-                       client_cpus)
+                       client_cpus, pipeline=sc.pipeline)
     background = None
     if sc.background is not None:
         bg = sc.background

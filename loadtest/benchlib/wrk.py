@@ -24,12 +24,14 @@ class WrkError(Exception):
 
 
 def command(url: str, method: str, body: int, expect: str, connections: int, threads: int,
-            duration: float, cpus: list[int] | None, timeout_s: int = 5) -> list[str]:
-    """expect: the response body every answer must carry ("=echo": the request's own body)."""
+            duration: float, cpus: list[int] | None, timeout_s: int = 5,
+            pipeline: int = 1) -> list[str]:
+    """expect: the response body every answer must carry ("=echo": the request's own body);
+    pipeline: requests sent back to back per send (1: one at a time)."""
     threads = max(1, min(threads, connections))
     argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration))}s",
             "--timeout", f"{timeout_s}s", "--latency", "-s", str(SCRIPT), url, "--", method,
-            str(body), expect]
+            str(body), expect] + ([str(pipeline)] if pipeline > 1 else [])
     return pinned(cpus, argv)
 
 

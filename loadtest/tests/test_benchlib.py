@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from benchlib import matrix, procstat, report, runner, scrape, servers, wrk  # noqa: E402
+from benchlib import corebench, matrix, procstat, report, runner, scrape, servers, wrk  # noqa: E402
 
 GEARBOX_HELP = """gearbox: an HTTP/1.1 echo server and reverse proxy
 Usage:
@@ -105,6 +105,8 @@ class WrkOutput(unittest.TestCase):
             self.assertEqual(argv[:3], ["taskset", "-c", "1"])
         self.assertEqual(argv[argv.index("-t") + 1], "2")
         self.assertEqual(argv[-4:], ["--", "POST", "4096", "=echo"])
+        deep = wrk.command("http://127.0.0.1:1/x", "GET", 0, "ok", 2, 1, 1.0, [1], pipeline=16)
+        self.assertEqual(deep[-5:], ["--", "GET", "0", "ok", "16"])
 
     def test_incorrect_counts_bad_answers(self):
         f = {"errors": {"connect": 0, "read": 0, "write": 0, "status": 3, "timeout": 2},
@@ -585,6 +587,94 @@ class Scrapes(unittest.TestCase):
         self.assertIn("1 of 4 /metrics scrapes failed (first: status 500)",
                       scrape.problems([ok, ok, bad, ok], 4.0)[0])
         self.assertIn("only 0", scrape.problems([], 1.0)[0])          # never none, even at 1 s
+
+
+def core_bench_doc(ns: dict[str, list[float]], drop: str = "") -> dict:
+    """Google Benchmark JSON as gearbox_core_bench prints it: one entry per repetition, then
+    the aggregates (which the parser must ignore)."""
+    out = []
+    for family in list(corebench.FAMILIES) + list(corebench.IDLE_FAMILIES):
+        for arg in corebench.ARGS:
+            name = f"{family}/{arg}"
+            if name == drop:
+                continue
+            values = ns.get(name, [100.0])
+            for v in values:
+                e = {"name": name, "run_name": name, "run_type": "iteration"}
+                if family in corebench.FAMILIES:
+                    e.update({"time/req": v * 1e-9, "allocs/req": 0.0, "writes/req": 1.0})
+                else:
+                    e["bytes/idle_conn"] = v
+                out.append(e)
+            out.append(dict(out[-1], name=name + "_mean", run_type="aggregate",
+                            aggregate_name="mean", **{"time/req": 1.0, "bytes/idle_conn": 1e9}))
+    return {"context": {"library_build_type": "release", "num_cpus": 2}, "benchmarks": out}
+
+
+class CoreBench(unittest.TestCase):
+    def test_parse_takes_median_min_max_of_the_repetitions(self):
+        doc = core_bench_doc({"BM_PlaintextKeepAlive/0": [300, 250, 280],
+                              "BM_IdleConnectionBytesEcho/1": [1340.0]})
+        rows = corebench.parse(doc)["rows"]
+        ns = rows["BM_PlaintextKeepAlive/0"]["ns_per_req"]
+        self.assertAlmostEqual(ns["median"], 280)
+        self.assertAlmostEqual(ns["min"], 250)
+        self.assertAlmostEqual(ns["max"], 300)
+        self.assertEqual(ns["n"], 3)   # the _mean aggregate is not a repetition
+        self.assertEqual(rows["BM_IdleConnectionBytesEcho/1"]["bytes_per_idle_conn"], 1340.0)
+
+    def stand_in(self, tmp: str, body: str) -> Path:
+        exe = Path(tmp) / "gearbox_core_bench"
+        exe.write_text("#!/bin/sh\n" + body)
+        exe.chmod(0o755)
+        return exe
+
+    def test_run_reads_the_binary_and_says_what_went_wrong(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            doc = Path(tmp) / "doc.json"
+            doc.write_text(json.dumps(core_bench_doc({"BM_ProxiedGet/1": [1160.0]})))
+            ok = corebench.run(self.stand_in(tmp, f"cat {doc}\n"), [], 1, 0.01)
+            self.assertEqual(ok["status"], "ok", ok.get("problem"))
+            self.assertAlmostEqual(ok["rows"]["BM_ProxiedGet/1"]["ns_per_req"]["median"], 1160.0)
+            doc.write_text(json.dumps(core_bench_doc({}, drop="BM_PlaintextPipelined16/1")))
+            short = corebench.run(self.stand_in(tmp, f"cat {doc}\n"), [], 1, 0.01)
+            self.assertEqual(short["status"], "failed")
+            self.assertIn("BM_PlaintextPipelined16/1", short["problem"])
+            crash = corebench.run(self.stand_in(tmp, "echo boom >&2; exit 3\n"), [], 1, 0.01)
+            self.assertEqual(crash["status"], "failed")
+            self.assertIn("exit status 3: boom", crash["problem"])
+            none = corebench.run(Path(tmp) / "absent", [], 1, 0.01)
+            self.assertEqual(none["status"], "not-built")
+
+    def test_the_report_carries_ns_per_request(self):
+        doc = core_bench_doc({"BM_PlaintextPipelined16/1": [315.4, 310.0, 330.0],
+                              "BM_IdleConnectionBytesProxy/1": [2600.0]})
+        core = dict(corebench.parse(doc), status="ok", cpus=[0], repetitions=3, min_time_s=0.5)
+        data = Report().data()
+        data["core_bench"] = core
+        text = report.render(data, runner.aggregate(data["runs"]), "charts")
+        self.assertIn("## The core alone: ns per request, without I/O", text)
+        self.assertIn("| `GET /plaintext` pipelined 16 deep, 16 requests per read | handed over "
+                      "| **315 (310–330)** | 0.00 | 1 |", text)
+        self.assertIn("| proxy | 100 B | 2,600 B |", text)
+        failed = Report().data()
+        failed["core_bench"] = {"status": "failed", "problem": "exit status 3: boom"}
+        self.assertIn("Not measured: exit status 3: boom.",
+                      report.render(failed, runner.aggregate(failed["runs"]), "charts"))
+        self.assertNotIn("The core alone", report.render(
+            Report().data(), runner.aggregate(failed["runs"]), "charts"))
+
+    @unittest.skipUnless(os.access(ROOT.parent / "build" / "gearbox_core_bench", os.X_OK),
+                         "build/gearbox_core_bench is not built")
+    def test_the_real_micro_benchmark(self):
+        core = corebench.run(ROOT.parent / "build" / "gearbox_core_bench", [], 1, 0.01)
+        self.assertEqual(core["status"], "ok", core.get("problem"))
+        for name, row in core["rows"].items():
+            if "ns_per_req" in row:
+                self.assertGreater(row["ns_per_req"]["median"], 1.0, name)
+                self.assertLess(row["ns_per_req"]["median"], 1e6, name)
+        # A keep-alive GET answered from the lent span allocates nothing.
+        self.assertEqual(core["rows"]["BM_PlaintextKeepAlive/0"]["allocs_per_req"], 0)
 
 
 class NginxConfig(unittest.TestCase):

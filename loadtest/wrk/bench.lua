@@ -1,6 +1,6 @@
 -- One wrk script for every scenario: method, body size and the expected response body come
--- from the command line (`wrk ... -- METHOD BODY_BYTES EXPECT`, EXPECT "=echo" for the request's
--- own body, or the literal body). Every response is checked: a correct one is status 200 with
+-- from the command line (`wrk ... -- METHOD BODY_BYTES EXPECT [DEPTH]`, EXPECT "=echo" for the
+-- request's own body, or the literal body; DEPTH > 1 pipelines that many requests per send). Every response is checked: a correct one is status 200 with
 -- exactly the expected body; done() prints the figures, correct responses apart, as one JSON
 -- line for the runner.
 
@@ -35,6 +35,12 @@ function init(args)
   end
   if expect == "=echo" then
     expect = wrk.body or ""
+  end
+  local depth = tonumber(args[4] or "1") or 1
+  if depth > 1 then
+    -- wrk counts the requests in what request() returns and expects as many responses.
+    local batch = string.rep(wrk.format(), depth)
+    request = function() return batch end
   end
 end
 
