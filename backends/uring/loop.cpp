@@ -107,6 +107,39 @@ void Loop::give_spare_buffer(char* b) {
   }
 }
 
+void Loop::doze(RingPump* p) {
+  static_assert(kDozeSlots <= 256);  // a slot number is 8 bits
+  RingPump*& slot = dozers_[doze_next_];
+  if (slot != nullptr) {
+    RingPump* oldest = slot;
+    slot = nullptr;
+    --dozing_;
+    oldest->put_to_sleep();
+  }
+  slot = p;
+  p->set_doze_slot(doze_next_);
+  ++dozing_;
+  doze_next_ = static_cast<std::uint8_t>((doze_next_ + 1) % kDozeSlots);
+  last_doze_ = now_;
+}
+
+void Loop::leave_doze(RingPump* p) {
+  assert(dozers_[p->doze_slot()] == p);
+  dozers_[p->doze_slot()] = nullptr;
+  --dozing_;
+}
+
+void Loop::sleep_dozers() {
+  for (RingPump*& slot : dozers_) {
+    if (slot != nullptr) {
+      RingPump* p = slot;
+      slot = nullptr;
+      --dozing_;
+      p->put_to_sleep();
+    }
+  }
+}
+
 void Loop::serve(int fd, const sockaddr_storage* peer) {
   sockaddr_storage addr{};
   if (peer != nullptr) {
@@ -291,6 +324,9 @@ int Loop::run(int log_loops) {
     if (multishot && accept_paused_until_ > now_) {
       wake = std::min(wake, accept_paused_until_);
     }
+    if (dozing_ > 0) {
+      wake = std::min(wake, last_doze_ + kDozeQuiet);
+    }
     if (stats_ != nullptr) {
       // What the loop holds as it waits: the figures stay true while it waits.
       stats_->turns.fetch_add(1, std::memory_order_relaxed);
@@ -298,6 +334,7 @@ int Loop::run(int log_loops) {
                               std::memory_order_relaxed);
       stats_->connections.store(static_cast<std::int64_t>(live_), std::memory_order_relaxed);
       stats_->asleep.store(asleep_, std::memory_order_relaxed);
+      stats_->dozing.store(static_cast<std::int64_t>(dozing_), std::memory_order_relaxed);
       stats_->receive_buffers.store(ring_.has_buffers() ? ring_.buffer_fill() : 0,
                                     std::memory_order_relaxed);
     }
@@ -305,6 +342,9 @@ int Loop::run(int log_loops) {
     now_ = core::Clock::now();
     while (DeadlineEntry* e = deadlines_.pop_due(now_)) {
       static_cast<RingPump*>(e)->notify();
+    }
+    if (dozing_ > 0 && now_ >= last_doze_ + kDozeQuiet) {
+      sleep_dozers();  // the loop went quiet: idle connections hold their frames alone
     }
     if (pool_ && now_ >= next_sweep_) {
       pool_->sweep(now_);

@@ -5,6 +5,7 @@
 
 #include <sys/socket.h>
 
+#include <array>
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
@@ -94,6 +95,14 @@ class Loop {
   // the loop does not stop before it completed.
   void close_socket(int fd);
 
+  // The doze set (RingPump::doze): the last kDozeSlots connections that went idle, their cores
+  // awake. A connection joining it puts the one that joined kDozeSlots dozes ago to sleep (if
+  // it is still there); a turn that finds nobody dozed for kDozeQuiet puts them all to sleep.
+  static constexpr std::size_t kDozeSlots = 128;
+  static constexpr core::Duration kDozeQuiet{50};
+  void doze(RingPump* p);
+  void leave_doze(RingPump* p);
+
  private:
   struct CapacityAwait;
   // Multishot accept: one SQE yields a CQE per accepted connection until cancelled or failed.
@@ -144,6 +153,11 @@ class Loop {
   core::TimePoint next_sweep_ = core::kNever;
   core::TimePoint now_ = core::Clock::now();
   std::vector<char*> spare_buffers_;
+  std::array<RingPump*, kDozeSlots> dozers_{};  // null: a free slot
+  std::size_t dozing_ = 0;
+  std::uint8_t doze_next_ = 0;  // the slot the next dozer takes (the longest dozing one's)
+  core::TimePoint last_doze_{};
+  void sleep_dozers();
 
   MultishotAcceptor multishot_{*this};
   Closer closer_;

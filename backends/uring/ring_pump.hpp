@@ -52,6 +52,15 @@ class RingPump final : public DeadlineEntry {
   bool quiet() const;
   void shed();
 
+  // Dozing: idle and quiet, the connection waits with its core awake, in the loop's doze set
+  // (Loop::doze), which puts it to sleep (put_to_sleep) when it has been there longest or the
+  // loop goes quiet. The first two times a connection is idle (before its first request, and
+  // after it) it sleeps at once: only one that came back dozes (a client that sends one request
+  // and then holds its connection costs no more than before). undoze() (after next() returns)
+  // leaves the set and says whether it slept: then the core is to be woken.
+  void doze(core::Connection& c);
+  bool undoze();
+
   // Closing: asks the kernel to cancel every operation in flight (each still completes).
   // `abort`: the core wants the client socket reset (core::CloseMode::kAbort).
   void cancel_all(bool abort);
@@ -72,6 +81,11 @@ class RingPump final : public DeadlineEntry {
     killed_ = true;
     notify();
   }
+  // Out of the doze set: the core sleeps now unless something arrived for it meanwhile (then
+  // it resumes awake).
+  void put_to_sleep();
+  std::uint8_t doze_slot() const { return doze_slot_; }
+  void set_doze_slot(std::uint8_t slot) { doze_slot_ = slot; }
 
  private:
   enum Slot : std::uint8_t {
@@ -159,6 +173,7 @@ class RingPump final : public DeadlineEntry {
   char* send_copy_ = nullptr;           // of the client write
   std::unique_ptr<msghdr> client_msg_;  // of a client sendmsg, allocated on first use
   std::unique_ptr<Upstream> up_;
+  core::Connection* dozing_ = nullptr;  // in the loop's doze set (doze())
 
   int client_err_ = 0;  // receive error, not yet reported
   bool pending_ = false;
@@ -169,9 +184,12 @@ class RingPump final : public DeadlineEntry {
   // The receive in flight reads into the span the core lends mid-body (Wants::client_read):
   // its bytes are already where the core wants them, reported as on_client_read().
   bool lent_read_ = false;
-  bool no_buffers_ = false;  // the ring was empty: the next receive uses a spare buffer
-  bool client_eof_ = false;  // EOF received, not yet reported
-  bool abort_ = false;       // reset the client socket when closing it
+  bool no_buffers_ = false;     // the ring was empty: the next receive uses a spare buffer
+  bool client_eof_ = false;     // EOF received, not yet reported
+  bool abort_ = false;          // reset the client socket when closing it
+  bool slept_ = false;          // put to sleep while dozing; undoze() reports it
+  std::uint8_t rests_ = 0;      // times it was idle (up to 2): only one that came back dozes
+  std::uint8_t doze_slot_ = 0;  // its place in the loop's doze set while dozing_
 };
 
 // The coroutine of one accepted client connection: runs its core::Connection with a RingPump

@@ -102,6 +102,7 @@ std::string UringBackend::status_json() const {
            ",\"operations_in_flight\":" + std::to_string(s.in_flight.load()) +
            ",\"connections\":" + std::to_string(s.connections.load()) +
            ",\"asleep\":" + std::to_string(s.asleep.load()) +
+           ",\"dozing\":" + std::to_string(s.dozing.load()) +
            ",\"receive_buffers\":" + std::to_string(s.receive_buffers.load()) + "}";
   }
   last_at_ = now;

@@ -22,6 +22,7 @@ struct LoopStats {
   std::atomic<std::int64_t> in_flight{0};
   std::atomic<std::int64_t> connections{0};
   std::atomic<std::int64_t> asleep{0};           // of those, idle ones whose core state is freed
+  std::atomic<std::int64_t> dozing{0};           // idle ones in the doze set, their core awake
   std::atomic<std::int64_t> receive_buffers{0};  // the provided-buffer ring's fill (grows)
 };
 

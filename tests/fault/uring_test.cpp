@@ -3,6 +3,7 @@
 // (--workers) serve together and drain together; idle keep-alive connections sleep and wake.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -85,11 +86,16 @@ TEST(UringBackend, WorkersServeTogetherAndDrainTogether) {
   }
 }
 
-// The loop's count of sleeping connections, from the admin /status page (-1: not found).
-long asleep_count(int admin) {
+// A figure of the (first) loop from the admin /status page (-1: not found).
+long loop_figure(int admin, const std::string& name) {
   std::string body = exchange(admin, "GET /status?format=json HTTP/1.1\r\nHost: a\r\n\r\n").body;
-  const std::size_t at = body.find("\"asleep\":");
-  return at == std::string::npos ? -1 : std::stol(body.substr(at + 9));
+  const std::string key = "\"" + name + "\":";
+  const std::size_t at = body.find(key);
+  return at == std::string::npos ? -1 : std::stol(body.substr(at + key.size()));
+}
+// The loop's count of sleeping connections.
+long asleep_count(int admin) {
+  return loop_figure(admin, "asleep");
 }
 
 // An idle keep-alive connection frees its core state (it sleeps) and is woken by its next
@@ -134,6 +140,75 @@ TEST(UringBackend, IdleKeepAliveConnectionsSleepAndWakeToServe) {
   HttpResponse r = clients[0].read_response(5s);
   ASSERT_TRUE(r.ok()) << r.error;
   EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(server.stop(), 0) << server.log_text();
+}
+
+// Under load an idle connection dozes first (its core awake, nothing freed): at most 128 doze at
+// once, the one that dozed longest is put to sleep as another joins, and once nobody dozed for
+// 50 ms they all sleep. Each is then woken by its next request, whichever way it went to sleep.
+TEST(UringBackend, IdleConnectionsDozeAtMost128AtOnceThenSleep) {
+  if (!uring_here()) {
+    GTEST_SKIP() << "io_uring unavailable here";
+  }
+  ServerProcess server;
+  ASSERT_TRUE(server.start(gearbox_binary(), {"--backend", "uring", "--listen", "127.0.0.1:0",
+                                              "--admin-listen", "127.0.0.1:0"}));
+  const int admin = admin_port(server);
+  ASSERT_GT(admin, 0) << server.log_text();
+  constexpr int kClients = 300;
+  std::vector<Socket> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(Socket::connect(server.port()));
+  }
+  // One more client keeps asking every 10 ms, so that the loop never goes quiet for 50 ms: only
+  // the set's bound puts dozers to sleep meanwhile.
+  std::atomic<bool> stop{false};
+  std::atomic<int> busy_failures{0};
+  std::thread busy([&] {
+    Socket s = Socket::connect(server.port());
+    while (!stop.load()) {
+      if (!s.send_all("GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n")) {
+        ++busy_failures;
+        return;
+      }
+      HttpResponse r = s.read_response(5s);
+      busy_failures += r.ok() && r.status == 200 ? 0 : 1;
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < kClients; ++i) {
+      ASSERT_TRUE(clients[i].send_all("GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"));
+      HttpResponse r = clients[i].read_response(5s);
+      ASSERT_TRUE(r.ok()) << r.error;
+      EXPECT_EQ(r.body, "Hello, World!");
+    }
+    const long dozing = loop_figure(admin, "dozing");
+    const long asleep = asleep_count(admin);
+    EXPECT_GE(dozing, 1) << "round " << round;
+    EXPECT_LE(dozing, 128) << "round " << round;
+    EXPECT_GE(asleep, kClients + 1 - 128) << "round " << round;
+  }
+  stop = true;
+  busy.join();
+  EXPECT_EQ(busy_failures.load(), 0);
+  // Quiet now (the busy client is gone): every idle connection sleeps.
+  long asleep = -1;
+  long dozing = -1;
+  for (auto until = std::chrono::steady_clock::now() + 5s;
+       (asleep != kClients || dozing != 0) && std::chrono::steady_clock::now() < until;
+       std::this_thread::sleep_for(50ms)) {
+    dozing = loop_figure(admin, "dozing");
+    asleep = asleep_count(admin);
+  }
+  EXPECT_EQ(dozing, 0);
+  EXPECT_EQ(asleep, kClients);
+  for (int i = 0; i < kClients; ++i) {
+    ASSERT_TRUE(clients[i].send_all("GET /health HTTP/1.1\r\nHost: t\r\n\r\n"));
+    HttpResponse r = clients[i].read_response(5s);
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.body, "ok");
+  }
   EXPECT_EQ(server.stop(), 0) << server.log_text();
 }
 
