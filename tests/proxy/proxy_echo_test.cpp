@@ -194,6 +194,26 @@ TEST_P(ProxyEchoTest, ForwardedForAppendedForTrustedProxy) {
   EXPECT_EQ(head_values(seen, "X-Forwarded-For"), std::vector<std::string>{"127.0.0.1"}) << seen;
 }
 
+// The trusted-proxy verdict is made once per connection, when it is accepted: later requests on
+// the same keep-alive connection keep it, also after the connection slept between them (uring
+// frees an idle connection's state and wakes it without the peer's address).
+TEST_P(ProxyEchoTest, ForwardedForStaysAppendedOnAKeepAliveConnectionThatSlept) {
+  start_pair({"--trusted-proxy", "127.0.0.1/32"});
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  for (int i = 0; i < 4; ++i) {
+    // Pauses longer than the uring loop's 50 ms doze: the connection is asleep each time.
+    std::this_thread::sleep_for(std::chrono::milliseconds(120));
+    ASSERT_TRUE(s.send_all("GET / HTTP/1.1\r\nHost: app\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n"));
+    HttpResponse r = s.read_response();
+    ASSERT_TRUE(r.ok()) << "request " << i << ": " << r.error;
+    EXPECT_EQ(head_values(r.body, "X-Forwarded-For"),
+              std::vector<std::string>{"6.6.6.6, 127.0.0.1"})
+        << "request " << i << ":\n"
+        << r.body;
+  }
+}
+
 TEST_P(ProxyEchoTest, ExistingViaIsAppendedTo) {
   start_pair();
   std::string seen = upstream_view("GET / HTTP/1.1\r\nHost: app\r\nVia: 1.0 fred\r\n\r\n");
