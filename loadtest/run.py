@@ -305,9 +305,9 @@ def main(argv: list[str]) -> int:
     failed = smoke_failures(records, backends) if args.smoke else \
         [f"{r['backend']} {r['scenario']} (run {r['rep'] + 1}): {r['status']}"
          for r in records if r["status"] not in ("ok", "skipped")]
-    print(f"run.py: {len(records)} runs in {data['elapsed_s']} s, {len(failed)} not ok")
     if core and core["status"] == "failed":
         failed.append(f"core micro-benchmark: {core['problem']}")
+    print(f"run.py: {len(records)} runs in {data['elapsed_s']} s, {len(failed)} not ok")
     if args.smoke and failed:
         for f in failed:
             print(f"run.py: FAILED {f}", file=sys.stderr)

@@ -107,15 +107,18 @@ void Loop::give_spare_buffer(char* b) {
   }
 }
 
-void Loop::doze(RingPump* p) {
-  static_assert(kDozeSlots <= 256);  // a slot number is 8 bits
-  RingPump*& slot = dozers_[doze_next_];
+void Loop::evict_dozer(RingPump*& slot) {
   if (slot != nullptr) {
-    RingPump* oldest = slot;
+    RingPump* p = slot;
     slot = nullptr;
     --dozing_;
-    oldest->put_to_sleep();
+    p->put_to_sleep();
   }
+}
+
+void Loop::doze(RingPump* p) {
+  RingPump*& slot = dozers_[doze_next_];
+  evict_dozer(slot);  // the one that joined kDozeSlots dozes ago
   slot = p;
   p->set_doze_slot(doze_next_);
   ++dozing_;
@@ -131,12 +134,7 @@ void Loop::leave_doze(RingPump* p) {
 
 void Loop::sleep_dozers() {
   for (RingPump*& slot : dozers_) {
-    if (slot != nullptr) {
-      RingPump* p = slot;
-      slot = nullptr;
-      --dozing_;
-      p->put_to_sleep();
-    }
+    evict_dozer(slot);
   }
 }
 

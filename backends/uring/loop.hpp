@@ -99,6 +99,7 @@ class Loop {
   // awake. A connection joining it puts the one that joined kDozeSlots dozes ago to sleep (if
   // it is still there); a turn that finds nobody dozed for kDozeQuiet puts them all to sleep.
   static constexpr std::size_t kDozeSlots = 128;
+  static_assert(kDozeSlots <= 256);  // a pump keeps its slot number in 8 bits
   static constexpr core::Duration kDozeQuiet{50};
   void doze(RingPump* p);
   void leave_doze(RingPump* p);
@@ -157,6 +158,7 @@ class Loop {
   std::size_t dozing_ = 0;
   std::uint8_t doze_next_ = 0;  // the slot the next dozer takes (the longest dozing one's)
   core::TimePoint last_doze_{};
+  void evict_dozer(RingPump*& slot);  // empties the slot; its dozer (if any) is put to sleep
   void sleep_dozers();
 
   MultishotAcceptor multishot_{*this};

@@ -112,7 +112,10 @@ bool RingPump::undoze() {
     dozing_ = nullptr;
   }
   const bool slept = slept_;
-  slept_ = false;
+  if (slept) {
+    slept_ = false;
+    loop_.count_asleep(-1);
+  }
   return slept;
 }
 
@@ -590,7 +593,6 @@ Detached serve_connection(const Accepted& accepted) {
         pump.doze(conn);
         co_await pump.next();
         if (pump.undoze()) {
-          pump.loop().count_asleep(-1);
           // The core kept its trusted-proxy verdict: the address text is all it needs again.
           conn.wake(ctx->ctx, core::Peer{who, nullptr}, deadline, pump.loop().now());
         }

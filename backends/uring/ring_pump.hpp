@@ -57,7 +57,8 @@ class RingPump final : public DeadlineEntry {
   // loop goes quiet. The first two times a connection is idle (before its first request, and
   // after it) it sleeps at once: only one that came back dozes (a client that sends one request
   // and then holds its connection costs no more than before). undoze() (after next() returns)
-  // leaves the set and says whether it slept: then the core is to be woken.
+  // leaves the set and says whether it slept (no longer counted asleep): then the core is to be
+  // woken.
   void doze(core::Connection& c);
   bool undoze();
 

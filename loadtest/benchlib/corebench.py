@@ -118,7 +118,8 @@ def render(core: dict | None) -> list[str]:
         "one `core::Connection` in memory: bytes in, writes acknowledged, no socket and no copy "
         "out, so this is what the HTTP core costs per request before any system call. It ran "
         f"pinned to CPU {','.join(str(c) for c in core['cpus']) or 'any'} before the matrix, "
-        f"{core['repetitions']} repetitions of at least {core['min_time_s']:g} s each; CPU time "
+        f"{core['repetitions']} repetition{'s' if core['repetitions'] != 1 else ''} of at least "
+        f"{core['min_time_s']:g} s each; CPU time "
         "per request, median (min–max). *Lent span*: the bytes are read into the buffer the core "
         "lends (the blocking pumps: prefork, thread, pool, fiber); *handed over*: the driver "
         "owns them and the core parses them in place (uring's provided buffers).",

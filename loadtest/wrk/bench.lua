@@ -1,8 +1,8 @@
 -- One wrk script for every scenario: method, body size and the expected response body come
 -- from the command line (`wrk ... -- METHOD BODY_BYTES EXPECT [DEPTH]`, EXPECT "=echo" for the
--- request's own body, or the literal body; DEPTH > 1 pipelines that many requests per send). Every response is checked: a correct one is status 200 with
--- exactly the expected body; done() prints the figures, correct responses apart, as one JSON
--- line for the runner.
+-- request's own body, or the literal body; DEPTH > 1 pipelines that many requests per send).
+-- Every response is checked: a correct one is status 200 with exactly the expected body; done()
+-- prints the figures, correct responses apart, as one JSON line for the runner.
 
 local method, body_bytes, expect = "GET", 0, nil
 local threads = {}

@@ -86,6 +86,15 @@ TEST(UringBackend, WorkersServeTogetherAndDrainTogether) {
   }
 }
 
+// A uring server with its admin endpoint: the admin port (0: it did not start).
+int start_with_admin(ServerProcess& server) {
+  if (!server.start(gearbox_binary(), {"--backend", "uring", "--listen", "127.0.0.1:0",
+                                       "--admin-listen", "127.0.0.1:0"})) {
+    return 0;
+  }
+  return admin_port(server);
+}
+
 // The admin /status page (JSON), and a figure of its (first) loop (-1: not found).
 std::string loop_status(int admin) {
   return exchange(admin, "GET /status?format=json HTTP/1.1\r\nHost: a\r\n\r\n").body;
@@ -107,9 +116,7 @@ TEST(UringBackend, IdleKeepAliveConnectionsSleepAndWakeToServe) {
     GTEST_SKIP() << "io_uring unavailable here";
   }
   ServerProcess server;
-  ASSERT_TRUE(server.start(gearbox_binary(), {"--backend", "uring", "--listen", "127.0.0.1:0",
-                                              "--admin-listen", "127.0.0.1:0"}));
-  const int admin = admin_port(server);
+  const int admin = start_with_admin(server);
   ASSERT_GT(admin, 0) << server.log_text();
   constexpr int kClients = 100;
   std::vector<Socket> clients;
@@ -153,9 +160,7 @@ TEST(UringBackend, IdleConnectionsDozeAtMost128AtOnceThenSleep) {
     GTEST_SKIP() << "io_uring unavailable here";
   }
   ServerProcess server;
-  ASSERT_TRUE(server.start(gearbox_binary(), {"--backend", "uring", "--listen", "127.0.0.1:0",
-                                              "--admin-listen", "127.0.0.1:0"}));
-  const int admin = admin_port(server);
+  const int admin = start_with_admin(server);
   ASSERT_GT(admin, 0) << server.log_text();
   constexpr int kClients = 300;
   std::vector<Socket> clients;
