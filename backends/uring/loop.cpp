@@ -2,6 +2,7 @@
 // deadline, resolve every CQE), the acceptor coroutine, the drain watcher and the drain itself.
 #include "backends/uring/loop.hpp"
 
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -105,6 +106,56 @@ void Loop::give_spare_buffer(char* b) {
   } else {
     delete[] b;
   }
+}
+
+char* Loop::take_starved_receive_buffer(RingPump* p, bool overdraw) {
+  if (starved_receives_ < kStarvedReceives || overdraw) {
+    ++starved_receives_;
+    return take_spare_buffer();
+  }
+  starved_.push_back({p, now_});
+  return nullptr;
+}
+
+void Loop::give_starved_receive_buffer(char* b) {
+  give_spare_buffer(b);
+  --starved_receives_;
+  wake_starved(1);
+}
+
+void Loop::wake_starved(std::size_t n) {
+  if (n > 0 && !starved_.empty()) {
+    starved_moved_ = now_;
+  }
+  for (; n > 0 && !starved_.empty(); --n) {
+    RingPump* p = starved_.front().pump;
+    starved_.pop_front();
+    p->buffers_freed(false);
+  }
+  if (!starved_.empty() &&
+      now_ - std::max(starved_.front().since, starved_moved_) >= kStarvedPatience) {
+    // Nobody got a buffer for that long: they are held by connections that do not read. All
+    // that wait take spare buffers past the bound.
+    while (!starved_.empty()) {
+      RingPump* p = starved_.front().pump;
+      starved_.pop_front();
+      p->buffers_freed(true);
+    }
+  }
+}
+
+void Loop::forget_starved(RingPump* p) {
+  std::erase_if(starved_, [p](const Starved& s) { return s.pump == p; });
+}
+
+void Loop::release_memory() {
+  slept_since_release_ = 0;
+  for (char* b : spare_buffers_) {
+    delete[] b;
+  }
+  spare_buffers_.clear();
+  ::malloc_trim(0);
+  ring_.release_idle_buffers();
 }
 
 void Loop::evict_dozer(RingPump*& slot) {
@@ -325,6 +376,12 @@ int Loop::run(int log_loops) {
     if (dozing_ > 0) {
       wake = std::min(wake, last_doze_ + kDozeQuiet);
     }
+    if (!starved_.empty()) {
+      wake = std::min(wake, std::max(starved_.front().since, starved_moved_) + kStarvedPatience);
+    }
+    if (slept_since_release_ >= kReleaseAfter) {
+      wake = std::min(wake, last_sleep_ + kDozeQuiet);
+    }
     if (stats_ != nullptr) {
       // What the loop holds as it waits: the figures stay true while it waits.
       stats_->turns.fetch_add(1, std::memory_order_relaxed);
@@ -338,11 +395,18 @@ int Loop::run(int log_loops) {
     }
     ring_.submit_and_wait(wake);
     now_ = core::Clock::now();
+    // The ring was refilled before the wait: as many waiting receives try it again as it holds
+    // buffers (some may find it empty again, and wait again); those that waited too long take
+    // a spare buffer.
+    wake_starved(ring_.buffers_in_ring());
     while (DeadlineEntry* e = deadlines_.pop_due(now_)) {
       static_cast<RingPump*>(e)->notify();
     }
     if (dozing_ > 0 && now_ >= last_doze_ + kDozeQuiet) {
       sleep_dozers();  // the loop went quiet: idle connections hold their frames alone
+    }
+    if (slept_since_release_ >= kReleaseAfter && now_ >= last_sleep_ + kDozeQuiet) {
+      release_memory();
     }
     if (pool_ && now_ >= next_sweep_) {
       pool_->sweep(now_);

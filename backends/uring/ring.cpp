@@ -173,6 +173,7 @@ void Ring::setup_buffer_ring() {
   io_uring_buf_ring_init(buf_ring_);
   fill_ = std::min(kInitialFill, buffer_count_);
   spare_.reserve(buffer_count_);
+  lent_.assign(buffer_count_, false);
   for (unsigned i = buffer_count_; i-- > 0;) {
     spare_.push_back(static_cast<unsigned short>(i));  // buffer 0 on top
   }
@@ -185,6 +186,22 @@ void Ring::give_back(unsigned id) {
   // miscount here could overfill the kernel's ring and hand one buffer to two receives.
   assert(id < buffer_count_ && in_ring_ + spare_.size() < buffer_count_);
   spare_.push_back(static_cast<unsigned short>(id));  // on top: the next refill() takes it first
+  lent_[id] = false;
+}
+
+void Ring::release_idle_buffers() {
+  if (buf_ring_ == nullptr || features_.sqpoll) {
+    return;
+  }
+  unsigned run = 0;  // idle buffers before `id`, not released yet
+  for (unsigned id = 0; id <= buffer_count_; ++id) {
+    if (id < buffer_count_ && !lent_[id]) {
+      ++run;
+    } else if (run > 0) {
+      ::madvise(buffer(id - run), static_cast<std::size_t>(run) * kBufferSize, MADV_DONTNEED);
+      run = 0;
+    }
+  }
 }
 
 void Ring::refill() {
@@ -357,6 +374,7 @@ void Ring::resolve_ready() {
       done[i] = {cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
       if ((done[i].flags & IORING_CQE_F_BUFFER) != 0) {
         --in_ring_;  // the kernel took a buffer out of its ring
+        lent_[done[i].flags >> IORING_CQE_BUFFER_SHIFT] = true;
       } else if (done[i].res == -ENOBUFS) {
         starved_ = true;
       }

@@ -41,18 +41,24 @@ class Ring final : public Scheduler {
   // input buffer, so that a request (a 4 KiB POST with its head) arrives in one completion and
   // is answered in one send. A buffer's pages cost memory only once bytes landed in them: a
   // small request touches its first page only, whatever the size.
-  static constexpr unsigned kBufferCount = 1024;  // power of two
   // The kernel takes buffers from its ring first in, first out, so every buffer the ring holds
   // is touched in turn. It holds only as many as this loop needs (kInitialFill at first,
   // doubled after a turn in which a receive found it empty, up to kBufferCount); the others
-  // wait in a last-in, first-out stack, the most recently used given to the kernel first. At
-  // 10,000 idle connections the full ring's first pages alone were 410 bytes per connection.
+  // wait in a last-in, first-out stack, the most recently used given to the kernel first. A
+  // burst of connections whose requests arrive together grows it to the most at once: 1,024
+  // buffers' first pages were 4 MiB (4 KiB per connection at 1,000 idle ones); 256 serve
+  // 10,000 busy connections as fast (a receive that finds them all in use takes a spare buffer
+  // or waits its turn: Loop::take_starved_receive_buffer).
+  static constexpr unsigned kBufferCount = 256;  // power of two
   static constexpr unsigned kInitialFill = 64;
   static constexpr unsigned kBufferSize = 16 * 1024;
   static constexpr unsigned short kBufferGroup = 0;
   // Bytes after which a multishot receive ends itself (multishot_recv_limit): the rest of a
-  // large body is read into the core's own buffer, without a copy out of ring buffers.
-  static constexpr unsigned kMultishotLimit = kBufferSize;
+  // large body is read into the core's own buffer, without a copy out of ring buffers. Four
+  // buffers' worth: at one, a keep-alive client of 4 KiB echoes re-armed its receive every
+  // fourth request (an SQE and a poll arm each); A/B per CPU-second, one buffer's worth against
+  // four: echo-4k 169,452 / 171,326, echo-256k 8,612 / 10,651.
+  static constexpr unsigned kMultishotLimit = 4 * kBufferSize;
 
   // The total limit of a multishot receive: sqe->optlen in newer kernel headers, the same field
   // as file_index (unused by receives) in liburing 2.3's.
@@ -92,6 +98,13 @@ class Ring final : public Scheduler {
   // How many buffers the kernel's ring is kept filled with now (it grows on demand). A buffer
   // given back goes to the kernel at the next turn.
   unsigned buffer_fill() const { return fill_; }
+  unsigned buffers_in_ring() const { return in_ring_; }  // the kernel may take them now
+  // Gives the pages of every buffer not lent out (in the kernel's ring or spare) back to the
+  // system; they are touched again, zeroed, as receives land in them. Safe only because the
+  // kernel fills a provided buffer in this thread's own calls (the receive's issue and its task
+  // work, run in io_uring_enter with DEFER_TASKRUN, at a syscall's return without): not with
+  // SQPOLL, whose kernel thread fills them (nothing is released then).
+  void release_idle_buffers();
 
  private:
   void setup_buffer_ring();
@@ -115,6 +128,7 @@ class Ring final : public Scheduler {
   unsigned fill_ = kInitialFill;
   unsigned in_ring_ = 0;               // buffers the kernel holds
   std::vector<unsigned short> spare_;  // the others not in use, the most recent last
+  std::vector<bool> lent_;             // per buffer: handed out by a CQE, not given back yet
   bool starved_ = false;               // a receive found the ring empty this turn
 };
 

@@ -31,6 +31,9 @@ RingPump::RingPump(Loop& loop, int client_fd) : fd_(client_fd), loop_(loop) {
 
 RingPump::~RingPump() {
   assert(!busy());
+  if (starved_wait_) {
+    loop_.forget_starved(this);
+  }
   loop_.deadlines().remove(this);
   loop_.detach(this);
 }
@@ -154,13 +157,15 @@ void RingPump::completed(Op& op, int res, unsigned flags) {
   } else if (op.slot == kClientRead) {
     // Received bytes are the pump's until the core takes them (they may wait a while: the core
     // wants no read while it writes a response).
-    Input in{nullptr, 0, res > 0 ? static_cast<std::size_t>(res) : 0, -1};
+    Input in{nullptr, 0, res > 0 ? static_cast<std::size_t>(res) : 0, kSpare};
     if ((flags & IORING_CQE_F_BUFFER) != 0) {
       in.buffer_id = static_cast<int>(flags >> IORING_CQE_BUFFER_SHIFT);
       in.data = loop_.ring().buffer(static_cast<unsigned>(in.buffer_id));
     } else if (spare_ != nullptr && !op.in_flight) {
       in.data = spare_;
+      in.buffer_id = spare_starved_ ? kStarvedSpare : kSpare;
       spare_ = nullptr;
+      spare_starved_ = false;
     }
     if (in.data != nullptr) {
       input_.push_back(in);
@@ -207,10 +212,16 @@ void RingPump::drop_upstream_result(Op& op) {
 void RingPump::pop_input() {
   const Input in = input_.front();
   input_.erase(input_.begin());
-  if (in.buffer_id >= 0) {
-    loop_.ring().give_back(static_cast<unsigned>(in.buffer_id));
+  give_receive_buffer(in.data, in.buffer_id);
+}
+
+void RingPump::give_receive_buffer(char* data, int buffer_id) {
+  if (buffer_id >= 0) {
+    loop_.ring().give_back(static_cast<unsigned>(buffer_id));
+  } else if (buffer_id == kStarvedSpare) {
+    loop_.give_starved_receive_buffer(data);
   } else {
-    loop_.give_spare_buffer(in.data);
+    loop_.give_spare_buffer(data);
   }
 }
 
@@ -465,6 +476,48 @@ void RingPump::submit_send(Op& op, int fd, std::span<const iovec> iov) {
   op.in_flight = true;
 }
 
+void RingPump::arm_receive(const core::Wants& w) {
+  Ring& ring = loop_.ring();
+  Op& op = ops_[kClientRead];
+  multishot_ = false;
+  if (!w.client_read.empty()) {
+    io_uring_prep_recv(ring.sqe_for(&op), fd_, w.client_read.data(), w.client_read.size(), 0);
+    lent_read_ = true;
+  } else if (ring.has_buffers() && !no_buffers_) {
+    // The kernel picks the buffer when bytes arrive: a connection waiting for its next
+    // request pins none. A multishot receive stays armed across requests.
+    io_uring_sqe* sqe = ring.sqe_for(&op);
+    multishot_ = ring.features().multishot_recv;
+    if (multishot_) {
+      io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
+      if (ring.features().multishot_recv_limit) {
+        Ring::limit_multishot(sqe, Ring::kMultishotLimit);  // re-armed when it ends
+      }
+    } else {
+      io_uring_prep_recv(sqe, fd_, nullptr, Ring::kBufferSize, 0);
+    }
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = Ring::kBufferGroup;
+  } else {
+    if (ring.has_buffers()) {
+      // The ring was empty (ENOBUFS): a spare buffer, unless too many are lent already; then
+      // this receive waits its turn (buffers_freed()).
+      spare_ = loop_.take_starved_receive_buffer(this, overdraw_);
+      overdraw_ = false;
+      if (spare_ == nullptr) {
+        starved_wait_ = true;
+        return;
+      }
+      spare_starved_ = true;
+    } else {
+      spare_ = loop_.take_spare_buffer();
+    }
+    no_buffers_ = false;
+    io_uring_prep_recv(ring.sqe_for(&op), fd_, spare_, Loop::kSpareBufferSize, 0);
+  }
+  op.in_flight = true;
+}
+
 void RingPump::submit(const core::Wants& w) {
   Ring& ring = loop_.ring();
   Op& read = ops_[kClientRead];
@@ -475,33 +528,8 @@ void RingPump::submit(const core::Wants& w) {
     cancel(read);
   }
   if (w.client_data && !read.in_flight && !read.has_result && !has_input() && !client_eof_ &&
-      client_err_ == 0) {
-    Op& op = read;
-    io_uring_sqe* sqe = ring.sqe_for(&op);
-    multishot_ = false;
-    if (!w.client_read.empty()) {
-      io_uring_prep_recv(sqe, fd_, w.client_read.data(), w.client_read.size(), 0);
-      lent_read_ = true;
-    } else if (ring.has_buffers() && !no_buffers_) {
-      // The kernel picks the buffer when bytes arrive: a connection waiting for its next
-      // request pins none. A multishot receive stays armed across requests.
-      multishot_ = ring.features().multishot_recv;
-      if (multishot_) {
-        io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
-        if (ring.features().multishot_recv_limit) {
-          Ring::limit_multishot(sqe, Ring::kMultishotLimit);  // re-armed when it ends
-        }
-      } else {
-        io_uring_prep_recv(sqe, fd_, nullptr, Ring::kBufferSize, 0);
-      }
-      sqe->flags |= IOSQE_BUFFER_SELECT;
-      sqe->buf_group = Ring::kBufferGroup;
-    } else {
-      no_buffers_ = false;
-      spare_ = loop_.take_spare_buffer();
-      io_uring_prep_recv(sqe, fd_, spare_, Loop::kSpareBufferSize, 0);
-    }
-    op.in_flight = true;
+      client_err_ == 0 && !starved_wait_) {
+    arm_receive(w);
   }
   if (Op& op = ops_[kClientWrite]; !w.client_write.empty() && !op.in_flight && !op.has_result) {
     submit_send(op, fd_, w.client_write);
@@ -560,8 +588,9 @@ bool RingPump::finish_and_abort_wanted() {
     }
   }
   if (spare_ != nullptr) {
-    loop_.give_spare_buffer(spare_);
+    give_receive_buffer(spare_, spare_starved_ ? kStarvedSpare : kSpare);
     spare_ = nullptr;
+    spare_starved_ = false;
   }
   return killed_ || abort_;
 }

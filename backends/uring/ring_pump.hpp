@@ -82,6 +82,15 @@ class RingPump final : public DeadlineEntry {
     killed_ = true;
     notify();
   }
+  // Its turn to receive again after the buffer ring was found empty (Loop::
+  // take_starved_receive_buffer): the ring is tried first, unless it waited too long
+  // (`overdraw`: a spare buffer past the bound).
+  void buffers_freed(bool overdraw) {
+    no_buffers_ = overdraw;
+    overdraw_ = overdraw;
+    starved_wait_ = false;
+    notify();
+  }
   // Out of the doze set: the core sleeps now unless something arrived for it meanwhile (then
   // it resumes awake).
   void put_to_sleep();
@@ -134,16 +143,19 @@ class RingPump final : public DeadlineEntry {
   bool release_upstream(core::Connection& c, core::Wants& w, core::TimePoint now);
   bool start_connect(core::Connection& c, const core::Wants& w, core::TimePoint now);
   void submit(const core::Wants& w);
+  void arm_receive(const core::Wants& w);  // the client's receive the core wants
   void submit_send(Op& op, int fd, std::span<const iovec> iov);
   char*& send_copy(Slot slot) { return slot == kClientWrite ? send_copy_ : upstream().send_copy; }
   void cancel(Op& op);
   void drop_upstream_result(Op& op);
   void drop_input();
   void pop_input();
+  void give_receive_buffer(char* data, int buffer_id);
   bool has_input() const { return !input_.empty(); }
 
   // The members are laid out for a small frame (a sleeping connection is its frame): the
-  // descriptor in the deadline entry's padding, the flags together at the end.
+  // descriptor in the deadline entry's padding, the flags together at the end (the rarely
+  // touched ones as bits: the frame stays in a 352-byte heap chunk).
   const int fd_;
   Loop& loop_;
   Op ops_[kConnect];  // client read and write
@@ -160,8 +172,10 @@ class RingPump final : public DeadlineEntry {
     char* data;
     std::size_t begin;
     std::size_t end;
-    int buffer_id;  // from the provided-buffer ring; -1: a spare buffer
+    int buffer_id;  // from the provided-buffer ring; else kSpare or kStarvedSpare
   };
+  static constexpr int kSpare = -1;         // a spare buffer (no buffer ring)
+  static constexpr int kStarvedSpare = -2;  // a spare buffer: the buffer ring was empty
   // Held receives at which a multishot receive is cancelled: the core is not reading, and the
   // client must not fill the loop's buffer ring (backpressure, as with single-shot receives).
   static constexpr std::size_t kHoldLimit = 4;
@@ -178,19 +192,22 @@ class RingPump final : public DeadlineEntry {
 
   int client_err_ = 0;  // receive error, not yet reported
   bool pending_ = false;
-  bool drain_pending_ = false;
-  bool killed_ = false;
-  bool shut_ = false;
   bool multishot_ = false;  // the receive in flight is multishot
   // The receive in flight reads into the span the core lends mid-body (Wants::client_read):
   // its bytes are already where the core wants them, reported as on_client_read().
   bool lent_read_ = false;
-  bool no_buffers_ = false;     // the ring was empty: the next receive uses a spare buffer
-  bool client_eof_ = false;     // EOF received, not yet reported
-  bool abort_ = false;          // reset the client socket when closing it
-  bool slept_ = false;          // put to sleep while dozing; undoze() reports it
-  std::uint8_t rests_ = 0;      // times it was idle (up to 2): only one that came back dozes
-  std::uint8_t doze_slot_ = 0;  // its place in the loop's doze set while dozing_
+  bool client_eof_ = false;  // EOF received, not yet reported
+  bool slept_ = false;       // put to sleep while dozing; undoze() reports it
+  bool drain_pending_ : 1 = false;
+  bool killed_ : 1 = false;
+  bool shut_ : 1 = false;
+  bool abort_ : 1 = false;          // reset the client socket when closing it
+  bool no_buffers_ : 1 = false;     // the ring was empty: the next receive uses a spare buffer
+  bool spare_starved_ : 1 = false;  // spare_ is a starved receive's (counted by the loop)
+  bool starved_wait_ : 1 = false;   // in the loop's queue for a buffer (buffers_freed())
+  bool overdraw_ : 1 = false;       // it waited too long: a spare past the loop's bound
+  std::uint8_t rests_ = 0;          // times it was idle (up to 2): only one that came back dozes
+  std::uint8_t doze_slot_ = 0;      // its place in the loop's doze set while dozing_
 };
 
 // The coroutine of one accepted client connection: runs its core::Connection with a RingPump

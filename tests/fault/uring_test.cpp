@@ -226,5 +226,63 @@ TEST(UringBackend, IdleConnectionsDozeAtMost128AtOnceThenSleep) {
   EXPECT_EQ(server.stop(), 0) << server.log_text();
 }
 
+// A storm of connections that then idle leaves little memory behind. Each client sends its
+// request as it connects, so thousands reach the loop within a few turns and empty its buffer
+// ring at once: those receives share a bounded number of spare buffers (one each put 9,000 in
+// the heap at once at 10,000 connections), and once the loop went quiet it gives the heap's free
+// pages (the states the connections woke with, freed between the frames that stay) and the
+// pages of the receive buffers no receive holds back to the system. The same storm left 5 KiB
+// of RSS per idle connection at 3,000 connections before, 3.6-4.1 KiB at 10,000 (nginx: 0.5).
+TEST(UringBackend, AStormOfConnectionsThatThenIdleLeavesLittleMemoryHeld) {
+  if (!uring_here()) {
+    GTEST_SKIP() << "io_uring unavailable here";
+  }
+  constexpr int kClients = 3000;
+  raise_fd_limit(kClients + 512);  // the server inherits it
+  ServerProcess server;
+  ASSERT_TRUE(server.start(gearbox_binary(), {"--backend", "uring", "--listen", "127.0.0.1:0",
+                                              "--max-connections", "20000", "--backlog", "4096"}))
+      << server.log_text();
+  // The idle server's RSS, once its first request touched what any request touches.
+  {
+    Socket s = Socket::connect(server.port());
+    ASSERT_TRUE(s.send_all("GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"));
+    ASSERT_TRUE(s.read_response(5s).ok());
+  }
+  std::this_thread::sleep_for(200ms);
+  const long before_kib = proc_status(server.pid(), "VmRSS:");
+  ASSERT_GT(before_kib, 0);
+  std::vector<Socket> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(Socket::connect(server.port()));
+    ASSERT_TRUE(clients.back().send_all("GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"));
+  }
+  for (Socket& s : clients) {
+    HttpResponse r = s.read_response(10s);
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.body, "Hello, World!");
+  }
+  // All idle now; the loop gives memory back 50 ms after the last one went to sleep.
+  long per_connection = -1;
+  for (auto until = std::chrono::steady_clock::now() + 5s;
+       (per_connection < 0 || per_connection > 1024) && std::chrono::steady_clock::now() < until;
+       std::this_thread::sleep_for(100ms)) {
+    per_connection = (proc_status(server.pid(), "VmRSS:") - before_kib) * 1024 / kClients;
+  }
+  EXPECT_LE(per_connection, 1024) << "bytes of RSS per idle connection";
+  // Nor did the storm itself take much more: its high-water mark (5 KiB per connection at 3,000
+  // when every receive that found the ring empty took a spare buffer of its own).
+  const long peak_per_connection =
+      (proc_status(server.pid(), "VmHWM:") - before_kib) * 1024 / kClients;
+  EXPECT_LE(peak_per_connection, 3072) << "bytes of peak RSS per connection";
+  for (int i = 0; i < kClients; i += 100) {  // they still serve
+    ASSERT_TRUE(clients[i].send_all("GET /health HTTP/1.1\r\nHost: t\r\n\r\n"));
+    HttpResponse r = clients[i].read_response(5s);
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.body, "ok");
+  }
+  EXPECT_EQ(server.stop(), 0) << server.log_text();
+}
+
 }  // namespace
 }  // namespace gearbox::test

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -178,6 +179,48 @@ TEST_P(UringLoopTest, ReceivesThatFindTheBufferRingEmptyAreAllAnsweredBeforeAndA
     std::this_thread::sleep_for(100ms);  // the idle ones sleep
   }
   EXPECT_TRUE(loop.drain(5s));
+}
+
+// Receives that find the buffer ring empty share at most Loop::kStarvedReceives spare buffers
+// and wait their turn beyond that. When the spares are held by connections whose cores read no
+// more (proxied requests awaiting a silent upstream, each with more pipelined behind it than the
+// core reads ahead: the rest waits in the spare it arrived in), the waiting receives take spares
+// past the bound once none got its turn for Loop::kStarvedPatience, rather than stall until
+// those upstream exchanges time out.
+TEST_P(UringLoopTest, ReceivesWaitingForBuffersHeldByStalledConnectionsDoNotWaitForThem) {
+  g_ring_buffers = 2;
+  test::FakeUpstream upstream;
+  ASSERT_TRUE(upstream.start([](test::FakeConnection& c) {
+    while (std::optional<std::string> head = c.read_head()) {
+      if (head->find("/slow") != std::string::npos) {
+        c.wait_for_close(20s);  // never answers
+        return;
+      }
+      c.send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    }
+  }));
+  LoopThread loop({"--mode", "proxy", "--upstream", "127.0.0.1:" + std::to_string(upstream.port()),
+                   "--drain-timeout", "200ms", "--log-level", "error"});
+  std::string pipelined = "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n";
+  while (pipelined.size() < 2 * Loop::kInputBufferSize) {
+    pipelined += "GET /next HTTP/1.1\r\nHost: t\r\n\r\n";
+  }
+  std::vector<Socket> holders;
+  for (std::size_t i = 0; i < Loop::kStarvedReceives + 8; ++i) {
+    holders.push_back(Socket::connect(loop.port()));
+    ASSERT_TRUE(holders.back().valid()) << holders.back().error();
+    ASSERT_TRUE(holders.back().send_all(pipelined));
+  }
+  std::this_thread::sleep_for(300ms);
+  const auto start = std::chrono::steady_clock::now();
+  Socket s = Socket::connect(loop.port());
+  ASSERT_TRUE(s.send_all("GET /fast HTTP/1.1\r\nHost: t\r\n\r\n"));
+  test::HttpResponse r = s.read_response(5s);
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.body, "ok");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_TRUE(loop.drain(5s));
+  upstream.stop();
 }
 
 TEST_P(UringLoopTest, DrainTimeoutClosesAConnectionWithItsReceiveInFlight) {
