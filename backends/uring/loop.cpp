@@ -113,7 +113,7 @@ char* Loop::take_starved_receive_buffer(RingPump* p, bool overdraw) {
     ++starved_receives_;
     return take_spare_buffer();
   }
-  starved_.push_back({p, now_});
+  starved_.push_back({p, {now_, turn_}});
   return nullptr;
 }
 
@@ -125,21 +125,25 @@ void Loop::give_starved_receive_buffer(char* b) {
 
 void Loop::wake_starved(std::size_t n) {
   if (n > 0 && !starved_.empty()) {
-    starved_moved_ = now_;
+    starved_moved_ = {now_, turn_};
   }
   for (; n > 0 && !starved_.empty(); --n) {
     RingPump* p = starved_.front().pump;
     starved_.pop_front();
     p->buffers_freed(false);
   }
-  if (!starved_.empty() &&
-      now_ - std::max(starved_.front().since, starved_moved_) >= kStarvedPatience) {
-    // Nobody got a buffer for that long: they are held by connections that do not read. All
+  if (!starved_.empty()) {
+    // Nobody got a buffer for that long, nor in two whole turns (a storm's turn may be long,
+    // and the time is read once per turn): they are held by connections that read no more. All
     // that wait take spare buffers past the bound.
-    while (!starved_.empty()) {
-      RingPump* p = starved_.front().pump;
-      starved_.pop_front();
-      p->buffers_freed(true);
+    const Stamp& since =
+        starved_.front().since.turn > starved_moved_.turn ? starved_.front().since : starved_moved_;
+    if (now_ - since.time >= kStarvedPatience && turn_ >= since.turn + 2) {
+      while (!starved_.empty()) {
+        RingPump* p = starved_.front().pump;
+        starved_.pop_front();
+        p->buffers_freed(true);
+      }
     }
   }
 }
@@ -356,6 +360,7 @@ int Loop::run(int log_loops) {
   }
   watch_drain();
   for (;;) {
+    ++turn_;
     ring_.run_ready();
     if (multishot) {
       tend_multishot(now_);
@@ -377,7 +382,8 @@ int Loop::run(int log_loops) {
       wake = std::min(wake, last_doze_ + kDozeQuiet);
     }
     if (!starved_.empty()) {
-      wake = std::min(wake, std::max(starved_.front().since, starved_moved_) + kStarvedPatience);
+      wake = std::min(
+          wake, std::max(starved_.front().since.time, starved_moved_.time) + kStarvedPatience);
     }
     if (slept_since_release_ >= kReleaseAfter) {
       wake = std::min(wake, last_sleep_ + kDozeQuiet);

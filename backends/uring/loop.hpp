@@ -93,10 +93,11 @@ class Loop {
   // each put 9,000 of them in the heap at once, whose pages the heap kept (3.6 KiB per idle
   // connection held afterwards; nginx 0.5). Past the bound the pump waits in turn (null is
   // returned, `p` queued) and is woken (RingPump::buffers_freed) to try the ring again as a
-  // spare receive ends or the ring is refilled. When none got its turn for kStarvedPatience,
-  // all that wait take spares past the bound (`overdraw`): the buffers are then held by
-  // connections that do not read (pipelined requests behind an unread response), and the
-  // others must not stall for them.
+  // spare receive ends or the ring is refilled. When none got its turn for kStarvedPatience
+  // and two whole turns, all that wait take spares past the bound (`overdraw`): the spares
+  // are then held by connections that read no more (proxied requests awaiting a silent
+  // upstream, with more pipelined behind them than the core reads ahead), and the others must
+  // not stall behind them.
   static constexpr std::size_t kStarvedReceives = 64;
   static constexpr core::Duration kStarvedPatience{20};
   char* take_starved_receive_buffer(RingPump* p, bool overdraw);
@@ -178,12 +179,17 @@ class Loop {
   core::TimePoint now_ = core::Clock::now();
   std::vector<char*> spare_buffers_;
   std::size_t starved_receives_ = 0;  // spare buffers lent to receives that found the ring empty
+  struct Stamp {
+    core::TimePoint time;
+    std::uint64_t turn;
+  };
   struct Starved {
     RingPump* pump;
-    core::TimePoint since;
+    Stamp since;
   };
-  std::deque<Starved> starved_;      // receives waiting for a buffer, first come first served
-  core::TimePoint starved_moved_{};  // when one of them last got its turn
+  std::deque<Starved> starved_;  // receives waiting for a buffer, first come first served
+  Stamp starved_moved_{};        // when one of them last got its turn
+  std::uint64_t turn_ = 0;       // the loop's turns so far
   void wake_starved(std::size_t n);
   std::array<RingPump*, kDozeSlots> dozers_{};  // null: a free slot
   std::size_t dozing_ = 0;
