@@ -154,6 +154,10 @@ void Loop::forget_starved(RingPump* p) {
 
 void Loop::release_memory() {
   slept_since_release_ = 0;
+  ++releases_;
+  if (stats_ != nullptr) {
+    stats_->memory_releases.store(releases_, std::memory_order_relaxed);  // before the wait
+  }
   for (char* b : spare_buffers_) {
     delete[] b;
   }
@@ -398,6 +402,8 @@ int Loop::run(int log_loops) {
       stats_->dozing.store(static_cast<std::int64_t>(dozing_), std::memory_order_relaxed);
       stats_->receive_buffers.store(ring_.has_buffers() ? ring_.buffer_fill() : 0,
                                     std::memory_order_relaxed);
+      stats_->receive_waits.store(static_cast<std::int64_t>(starved_.size()),
+                                  std::memory_order_relaxed);
     }
     ring_.submit_and_wait(wake);
     now_ = core::Clock::now();

@@ -206,6 +206,7 @@ class Loop {
   // connection held.
   static constexpr std::size_t kReleaseAfter = 512;
   std::size_t slept_since_release_ = 0;
+  std::uint64_t releases_ = 0;  // for /status: memory_releases
   core::TimePoint last_sleep_{};
   void release_memory();
 

@@ -103,7 +103,9 @@ std::string UringBackend::status_json() const {
            ",\"connections\":" + std::to_string(s.connections.load()) +
            ",\"asleep\":" + std::to_string(s.asleep.load()) +
            ",\"dozing\":" + std::to_string(s.dozing.load()) +
-           ",\"receive_buffers\":" + std::to_string(s.receive_buffers.load()) + "}";
+           ",\"receive_buffers\":" + std::to_string(s.receive_buffers.load()) +
+           ",\"receive_waits\":" + std::to_string(s.receive_waits.load()) +
+           ",\"memory_releases\":" + std::to_string(s.memory_releases.load()) + "}";
   }
   last_at_ = now;
   return out + "]}";

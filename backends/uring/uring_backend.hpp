@@ -21,9 +21,11 @@ struct LoopStats {
   std::atomic<std::uint64_t> turns{0};
   std::atomic<std::int64_t> in_flight{0};
   std::atomic<std::int64_t> connections{0};
-  std::atomic<std::int64_t> asleep{0};           // of those, idle ones whose core state is freed
-  std::atomic<std::int64_t> dozing{0};           // idle ones in the doze set, their core awake
-  std::atomic<std::int64_t> receive_buffers{0};  // the provided-buffer ring's fill (grows)
+  std::atomic<std::int64_t> asleep{0};            // of those, idle ones whose core state is freed
+  std::atomic<std::int64_t> dozing{0};            // idle ones in the doze set, their core awake
+  std::atomic<std::int64_t> receive_buffers{0};   // the provided-buffer ring's fill (grows)
+  std::atomic<std::int64_t> receive_waits{0};     // receives waiting for a buffer now
+  std::atomic<std::uint64_t> memory_releases{0};  // times it gave a storm's memory back
 };
 
 }  // namespace uring

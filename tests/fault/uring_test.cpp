@@ -240,9 +240,12 @@ TEST(UringBackend, AStormOfConnectionsThatThenIdleLeavesLittleMemoryHeld) {
   constexpr int kClients = 3000;
   raise_fd_limit(kClients + 512);  // the server inherits it
   ServerProcess server;
-  ASSERT_TRUE(server.start(gearbox_binary(), {"--backend", "uring", "--listen", "127.0.0.1:0",
-                                              "--max-connections", "20000", "--backlog", "4096"}))
+  ASSERT_TRUE(server.start(gearbox_binary(),
+                           {"--backend", "uring", "--listen", "127.0.0.1:0", "--admin-listen",
+                            "127.0.0.1:0", "--max-connections", "20000", "--backlog", "4096"}))
       << server.log_text();
+  const int admin = admin_port(server);
+  ASSERT_GT(admin, 0) << server.log_text();
   // The idle server's RSS, once its first request touched what any request touches.
   {
     Socket s = Socket::connect(server.port());
@@ -270,6 +273,9 @@ TEST(UringBackend, AStormOfConnectionsThatThenIdleLeavesLittleMemoryHeld) {
     per_connection = (proc_status(server.pid(), "VmRSS:") - before_kib) * 1024 / kClients;
   }
   EXPECT_LE(per_connection, 1024) << "bytes of RSS per idle connection";
+  const std::string status = loop_status(admin);  // the loop says so too
+  EXPECT_GE(figure(status, "memory_releases"), 1) << status;
+  EXPECT_EQ(figure(status, "receive_waits"), 0) << status;
   // Nor did the storm itself take much more: its high-water mark (5 KiB per connection at 3,000
   // when every receive that found the ring empty took a spare buffer of its own).
   const long peak_per_connection =
