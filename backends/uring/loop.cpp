@@ -108,7 +108,10 @@ void Loop::give_spare_buffer(char* b) {
   }
 }
 
-char* Loop::take_starved_receive_buffer(RingPump* p, bool overdraw) {
+char* Loop::take_receive_spare(RingPump* p, bool overdraw) {
+  if (!ring_.has_buffers()) {
+    return take_spare_buffer();
+  }
   if (starved_receives_ < kStarvedReceives || overdraw) {
     ++starved_receives_;
     return take_spare_buffer();
@@ -117,33 +120,33 @@ char* Loop::take_starved_receive_buffer(RingPump* p, bool overdraw) {
   return nullptr;
 }
 
-void Loop::give_starved_receive_buffer(char* b) {
+void Loop::give_receive_spare(char* b) {
   give_spare_buffer(b);
-  --starved_receives_;
-  wake_starved(1);
+  if (ring_.has_buffers()) {
+    --starved_receives_;
+    wake_starved(1);
+  }
 }
 
 void Loop::wake_starved(std::size_t n) {
+  auto wake_first = [this](bool overdraw) {
+    RingPump* p = starved_.front().pump;
+    starved_.pop_front();
+    p->buffers_freed(overdraw);
+  };
   if (n > 0 && !starved_.empty()) {
     starved_moved_ = {now_, turn_};
   }
   for (; n > 0 && !starved_.empty(); --n) {
-    RingPump* p = starved_.front().pump;
-    starved_.pop_front();
-    p->buffers_freed(false);
+    wake_first(false);
   }
-  if (!starved_.empty()) {
-    // Nobody got a buffer for that long, nor in two whole turns (a storm's turn may be long,
-    // and the time is read once per turn): they are held by connections that read no more. All
-    // that wait take spare buffers past the bound.
-    const Stamp& since =
-        starved_.front().since.turn > starved_moved_.turn ? starved_.front().since : starved_moved_;
-    if (now_ - since.time >= kStarvedPatience && turn_ >= since.turn + 2) {
-      while (!starved_.empty()) {
-        RingPump* p = starved_.front().pump;
-        starved_.pop_front();
-        p->buffers_freed(true);
-      }
+  // Nobody got a buffer for that long, nor in two whole turns (a storm's turn may be long, and
+  // the time is read once per turn): they are held by connections that read no more. All that
+  // wait take spare buffers past the bound.
+  if (!starved_.empty() && now_ - starved_since().time >= kStarvedPatience &&
+      turn_ >= starved_since().turn + 2) {
+    while (!starved_.empty()) {
+      wake_first(true);
     }
   }
 }
@@ -386,8 +389,7 @@ int Loop::run(int log_loops) {
       wake = std::min(wake, last_doze_ + kDozeQuiet);
     }
     if (!starved_.empty()) {
-      wake = std::min(
-          wake, std::max(starved_.front().since.time, starved_moved_.time) + kStarvedPatience);
+      wake = std::min(wake, starved_since().time + kStarvedPatience);
     }
     if (slept_since_release_ >= kReleaseAfter) {
       wake = std::min(wake, last_sleep_ + kDozeQuiet);

@@ -87,8 +87,9 @@ class Loop {
   char* take_spare_buffer();
   void give_spare_buffer(char* b);
 
-  // A receive that found the provided-buffer ring empty (ENOBUFS) reads into a spare buffer,
-  // at most kStarvedReceives at once. A connection storm empties the ring at once (thousands
+  // A receive's spare buffer (Loop::kSpareBufferSize), for when there is no provided-buffer
+  // ring (each receive has one) or the ring was found empty (ENOBUFS). Those of the second kind
+  // are at most kStarvedReceives at once. A connection storm empties the ring at once (thousands
   // of connections accepted in one turn, each with its request already there): a spare buffer
   // each put 9,000 of them in the heap at once, whose pages the heap kept (3.6 KiB per idle
   // connection held afterwards; nginx 0.5). Past the bound the pump waits in turn (null is
@@ -100,8 +101,8 @@ class Loop {
   // not stall behind them.
   static constexpr std::size_t kStarvedReceives = 64;
   static constexpr core::Duration kStarvedPatience{20};
-  char* take_starved_receive_buffer(RingPump* p, bool overdraw);
-  void give_starved_receive_buffer(char* b);
+  char* take_receive_spare(RingPump* p, bool overdraw);
+  void give_receive_spare(char* b);
   void forget_starved(RingPump* p);  // p is gone while waiting
 
   std::size_t live() const { return live_; }
@@ -190,6 +191,12 @@ class Loop {
   std::deque<Starved> starved_;  // receives waiting for a buffer, first come first served
   Stamp starved_moved_{};        // when one of them last got its turn
   std::uint64_t turn_ = 0;       // the loop's turns so far
+  // Since when none of the waiting receives got its turn (the later of the first one's wait
+  // and the last turn given).
+  const Stamp& starved_since() const {
+    return starved_.front().since.turn > starved_moved_.turn ? starved_.front().since
+                                                             : starved_moved_;
+  }
   void wake_starved(std::size_t n);
   std::array<RingPump*, kDozeSlots> dozers_{};  // null: a free slot
   std::size_t dozing_ = 0;
@@ -201,9 +208,9 @@ class Loop {
   // Once kReleaseAfter connections went to sleep and then none for kDozeQuiet (a storm of
   // connections that now idle), the loop gives the memory they left behind back to the system:
   // the free pages inside the heap (malloc_trim: the states they woke with were freed between
-  // the frames that stay) and the pages of the receive buffers that no receive holds. A storm
-  // of 10,000 connections, each sending one request and then idling, left 1.2 KiB per
-  // connection held.
+  // the frames that stay) and the pages of the receive buffers that no receive holds. Without
+  // it a storm of 10,000 connections, each sending one request and then idling, left 1.2 KiB
+  // per connection held.
   static constexpr std::size_t kReleaseAfter = 512;
   std::size_t slept_since_release_ = 0;
   std::uint64_t releases_ = 0;  // for /status: memory_releases

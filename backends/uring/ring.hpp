@@ -48,7 +48,7 @@ class Ring final : public Scheduler {
   // burst of connections whose requests arrive together grows it to the most at once: 1,024
   // buffers' first pages were 4 MiB (4 KiB per connection at 1,000 idle ones); 256 serve
   // 10,000 busy connections as fast (a receive that finds them all in use takes a spare buffer
-  // or waits its turn: Loop::take_starved_receive_buffer).
+  // or waits its turn: Loop::take_receive_spare).
   static constexpr unsigned kBufferCount = 256;  // power of two
   static constexpr unsigned kInitialFill = 64;
   static constexpr unsigned kBufferSize = 16 * 1024;

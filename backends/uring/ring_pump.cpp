@@ -163,9 +163,7 @@ void RingPump::completed(Op& op, int res, unsigned flags) {
       in.data = loop_.ring().buffer(static_cast<unsigned>(in.buffer_id));
     } else if (spare_ != nullptr && !op.in_flight) {
       in.data = spare_;
-      in.buffer_id = spare_starved_ ? kStarvedSpare : kSpare;
       spare_ = nullptr;
-      spare_starved_ = false;
     }
     if (in.data != nullptr) {
       input_.push_back(in);
@@ -218,10 +216,8 @@ void RingPump::pop_input() {
 void RingPump::give_receive_buffer(char* data, int buffer_id) {
   if (buffer_id >= 0) {
     loop_.ring().give_back(static_cast<unsigned>(buffer_id));
-  } else if (buffer_id == kStarvedSpare) {
-    loop_.give_starved_receive_buffer(data);
   } else {
-    loop_.give_spare_buffer(data);
+    loop_.give_receive_spare(data);
   }
 }
 
@@ -499,18 +495,13 @@ void RingPump::arm_receive(const core::Wants& w) {
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = Ring::kBufferGroup;
   } else {
-    if (ring.has_buffers()) {
-      // The ring was empty (ENOBUFS): a spare buffer, unless too many are lent already; then
-      // this receive waits its turn (buffers_freed()).
-      spare_ = loop_.take_starved_receive_buffer(this, overdraw_);
-      overdraw_ = false;
-      if (spare_ == nullptr) {
-        starved_wait_ = true;
-        return;
-      }
-      spare_starved_ = true;
-    } else {
-      spare_ = loop_.take_spare_buffer();
+    // No buffer ring, or it was empty (ENOBUFS): a spare buffer, unless too many receives that
+    // found it empty have one already; then this one waits its turn (buffers_freed()).
+    spare_ = loop_.take_receive_spare(this, overdraw_);
+    overdraw_ = false;
+    if (spare_ == nullptr) {
+      starved_wait_ = true;
+      return;
     }
     no_buffers_ = false;
     io_uring_prep_recv(ring.sqe_for(&op), fd_, spare_, Loop::kSpareBufferSize, 0);
@@ -588,9 +579,8 @@ bool RingPump::finish_and_abort_wanted() {
     }
   }
   if (spare_ != nullptr) {
-    give_receive_buffer(spare_, spare_starved_ ? kStarvedSpare : kSpare);
+    give_receive_buffer(spare_, kSpare);
     spare_ = nullptr;
-    spare_starved_ = false;
   }
   return killed_ || abort_;
 }

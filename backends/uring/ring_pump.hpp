@@ -83,7 +83,7 @@ class RingPump final : public DeadlineEntry {
     notify();
   }
   // Its turn to receive again after the buffer ring was found empty (Loop::
-  // take_starved_receive_buffer): the ring is tried first, unless it waited too long
+  // take_receive_spare): the ring is tried first, unless it waited too long
   // (`overdraw`: a spare buffer past the bound).
   void buffers_freed(bool overdraw) {
     no_buffers_ = overdraw;
@@ -172,10 +172,9 @@ class RingPump final : public DeadlineEntry {
     char* data;
     std::size_t begin;
     std::size_t end;
-    int buffer_id;  // from the provided-buffer ring; else kSpare or kStarvedSpare
+    int buffer_id;  // from the provided-buffer ring; kSpare: a spare buffer (Loop's)
   };
-  static constexpr int kSpare = -1;         // a spare buffer (no buffer ring)
-  static constexpr int kStarvedSpare = -2;  // a spare buffer: the buffer ring was empty
+  static constexpr int kSpare = -1;
   // Held receives at which a multishot receive is cancelled: the core is not reading, and the
   // client must not fill the loop's buffer ring (backpressure, as with single-shot receives).
   static constexpr std::size_t kHoldLimit = 4;
@@ -201,13 +200,12 @@ class RingPump final : public DeadlineEntry {
   bool drain_pending_ : 1 = false;
   bool killed_ : 1 = false;
   bool shut_ : 1 = false;
-  bool abort_ : 1 = false;          // reset the client socket when closing it
-  bool no_buffers_ : 1 = false;     // the ring was empty: the next receive uses a spare buffer
-  bool spare_starved_ : 1 = false;  // spare_ is a starved receive's (counted by the loop)
-  bool starved_wait_ : 1 = false;   // in the loop's queue for a buffer (buffers_freed())
-  bool overdraw_ : 1 = false;       // it waited too long: a spare past the loop's bound
-  std::uint8_t rests_ = 0;          // times it was idle (up to 2): only one that came back dozes
-  std::uint8_t doze_slot_ = 0;      // its place in the loop's doze set while dozing_
+  bool abort_ : 1 = false;         // reset the client socket when closing it
+  bool no_buffers_ : 1 = false;    // the ring was empty: the next receive uses a spare buffer
+  bool starved_wait_ : 1 = false;  // in the loop's queue for a buffer (buffers_freed())
+  bool overdraw_ : 1 = false;      // it waited too long: a spare past the loop's bound
+  std::uint8_t rests_ = 0;         // times it was idle (up to 2): only one that came back dozes
+  std::uint8_t doze_slot_ = 0;     // its place in the loop's doze set while dozing_
 };
 
 // The coroutine of one accepted client connection: runs its core::Connection with a RingPump

@@ -86,10 +86,13 @@ TEST(UringBackend, WorkersServeTogetherAndDrainTogether) {
   }
 }
 
-// A uring server with its admin endpoint: the admin port (0: it did not start).
-int start_with_admin(ServerProcess& server) {
-  if (!server.start(gearbox_binary(), {"--backend", "uring", "--listen", "127.0.0.1:0",
-                                       "--admin-listen", "127.0.0.1:0"})) {
+// A uring server with its admin endpoint (and `more` flags): the admin port (0: it did not
+// start).
+int start_with_admin(ServerProcess& server, std::vector<std::string> more = {}) {
+  std::vector<std::string> args{"--backend",   "uring",          "--listen",
+                                "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"};
+  args.insert(args.end(), more.begin(), more.end());
+  if (!server.start(gearbox_binary(), args)) {
     return 0;
   }
   return admin_port(server);
@@ -240,11 +243,7 @@ TEST(UringBackend, AStormOfConnectionsThatThenIdleLeavesLittleMemoryHeld) {
   constexpr int kClients = 3000;
   raise_fd_limit(kClients + 512);  // the server inherits it
   ServerProcess server;
-  ASSERT_TRUE(server.start(gearbox_binary(),
-                           {"--backend", "uring", "--listen", "127.0.0.1:0", "--admin-listen",
-                            "127.0.0.1:0", "--max-connections", "20000", "--backlog", "4096"}))
-      << server.log_text();
-  const int admin = admin_port(server);
+  const int admin = start_with_admin(server, {"--max-connections", "20000", "--backlog", "4096"});
   ASSERT_GT(admin, 0) << server.log_text();
   // The idle server's RSS, once its first request touched what any request touches.
   {
