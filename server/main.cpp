@@ -3,6 +3,7 @@
 // the backend serve.
 // Exit status: 0 clean drain or --check ok, 2 configuration error, otherwise the backend's.
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -152,6 +153,10 @@ std::string backend_versions() {
 int main(int argc, char** argv) {
   using namespace gearbox;
   ::signal(SIGPIPE, SIG_IGN);
+  // Before any thread starts (the access log's flusher, the backend's): only the reloader's
+  // thread takes these, once their handlers are in place (backends/common/reloader.hpp).
+  const sigset_t control = backends::control_signals();
+  ::pthread_sigmask(SIG_BLOCK, &control, nullptr);
 
   core::ConfigResult loaded = core::load_config(argc, argv);
   if (!loaded.ok) {

@@ -34,6 +34,15 @@ std::string or_none(const std::string& text) {
 
 }  // namespace
 
+sigset_t control_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
+    sigaddset(&set, sig);
+  }
+  return set;
+}
+
 Reloader::Reloader(int argc, char** argv, const core::Config& running, core::Backend& backend)
     : args_(argv, argv + argc), running_(running), backend_(backend) {}
 
@@ -58,30 +67,46 @@ bool Reloader::start(int drain_fd) {
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;
   ::sigaction(SIGHUP, &action, nullptr);
-  // Signals go to the serving threads, never here: this thread learns of them from the pipes.
-  // It is born with every signal blocked (the mask is inherited) and named before start()
-  // returns, so that nothing that follows (the listening line, a test reading /proc) can see
-  // it unnamed or catching a signal.
+  // This thread is born with every signal blocked (the mask is inherited) and named before
+  // start() returns, so that nothing that follows (the listening line, a test reading /proc)
+  // can see it unnamed. It takes control_signals() only inside ppoll: their handlers write to
+  // pipes, and the one it watches wakes it.
   sigset_t all;
   sigset_t old;
   sigfillset(&all);
   ::pthread_sigmask(SIG_BLOCK, &all, &old);
   thread_ = std::thread([this, drain_fd, read_fd = signal_pipe[0]] {
+    sigset_t waiting;
+    sigfillset(&waiting);
+    const sigset_t control = control_signals();
+    for (int sig = 1; sig < NSIG; ++sig) {
+      if (sigismember(&control, sig) == 1) {
+        sigdelset(&waiting, sig);
+      }
+    }
+    bool draining = false;
     for (;;) {
-      pollfd fds[3] = {{read_fd, POLLIN, 0}, {drain_fd, POLLIN, 0}, {stop_[0], POLLIN, 0}};
-      if (::poll(fds, 3, -1) < 0) {
+      // A negative fd is not watched: once draining, the drain pipe stays readable.
+      pollfd fds[3] = {
+          {read_fd, POLLIN, 0}, {stop_[0], POLLIN, 0}, {draining ? -1 : drain_fd, POLLIN, 0}};
+      if (::ppoll(fds, 3, nullptr, &waiting) < 0) {
         if (errno == EINTR) {
           continue;
         }
         break;
       }
-      if (fds[1].revents != 0 || fds[2].revents != 0) {
-        break;  // draining or stopped: a SIGHUP from now on is read and dropped by nobody
+      if (fds[1].revents != 0) {
+        break;
       }
+      draining = draining || fds[2].revents != 0;
+      bool hup = false;
       char bytes[64];
       while (::read(read_fd, bytes, sizeof bytes) > 0) {  // signals that came together: one reload
+        hup = true;
       }
-      reload_now();
+      if (hup && !draining) {
+        reload_now();  // during a drain a SIGHUP is read and dropped
+      }
     }
   });
   ::pthread_setname_np(thread_.native_handle(), "gearbox-reload");  // tells it apart in /proc

@@ -3,6 +3,8 @@
 // the backend, which serves new connections with it while the old ones finish.
 #pragma once
 
+#include <signal.h>
+
 #include <string>
 #include <thread>
 #include <vector>
@@ -11,6 +13,14 @@
 #include "server/config.hpp"
 
 namespace gearbox::backends {
+
+// The signals that steer the server: SIGTERM and SIGINT (drain), SIGHUP (reload), SIGUSR1
+// (reopen the access log). main blocks them before it starts any thread, so every thread is
+// born with them blocked, and the reloader's thread alone takes them, while it waits: a signal
+// never interrupts a serving thread's system call, and never lands on a thread that is about
+// to exit (ThreadSanitizer defers a handler to the thread's next intercepted call, so there it
+// was lost: a server that never heard its SIGTERM).
+sigset_t control_signals();
 
 class Reloader {
  public:
@@ -21,8 +31,9 @@ class Reloader {
   Reloader(const Reloader&) = delete;
   Reloader& operator=(const Reloader&) = delete;
 
-  // Installs the SIGHUP handler and starts the thread; it ends when `drain_fd` turns readable
-  // (no reload during a drain) or at stop(). False (logged) when it could not.
+  // Installs the SIGHUP handler and starts the thread that takes control_signals(); it reloads
+  // until `drain_fd` turns readable (no reload during a drain), and takes the signals until
+  // stop(). False (logged) when it could not.
   bool start(int drain_fd);
   void stop();
 

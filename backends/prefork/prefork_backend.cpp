@@ -24,6 +24,7 @@
 
 #include "backends/common/blocking_pump.hpp"
 #include "backends/common/generation.hpp"
+#include "backends/common/reloader.hpp"
 #include "backends/common/socket.hpp"
 #include "backends/common/upstream_pool.hpp"
 #include "backends/prefork/scoreboard.hpp"
@@ -193,7 +194,10 @@ bool make_pipe(int* read_fd, int* write_fd) {
   if (::getppid() != w.master) {
     on_worker_signal(SIGTERM);
   }
+  // The master's mask blocks them for its reloader thread; this process takes them itself.
   ::sigprocmask(SIG_SETMASK, &w.mask, nullptr);
+  const sigset_t control = control_signals();
+  ::sigprocmask(SIG_UNBLOCK, &control, nullptr);
 
   // The balancer is this process's own copy; its health checker runs here.
   Generation& gen = *w.gen;
