@@ -4,6 +4,8 @@
 #include <signal.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +56,53 @@ TEST_P(LifecycleTest, SigtermDrainsInFlightRequest) {
 TEST_P(LifecycleTest, SigintDrainsInFlightRequest) {
   ASSERT_TRUE(start_server({"--drain-timeout", "3s"}));
   expect_drain(server_, SIGINT);
+}
+
+// The signal masks of every thread of `pid`, by thread name ("gearbox-reload", ...).
+std::vector<std::pair<std::string, unsigned long long>> blocked_signals(pid_t pid) {
+  std::vector<std::pair<std::string, unsigned long long>> out;
+  for (const auto& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    std::ifstream comm(e.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    std::ifstream status(e.path() / "status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.starts_with("SigBlk:")) {
+        out.emplace_back(name, std::stoull(line.substr(7), nullptr, 16));
+      }
+    }
+  }
+  return out;
+}
+
+// One thread takes the signals that steer the server (the reloader's, while it waits): none of
+// the serving threads, which then never see a system call interrupted, nor a thread that is
+// about to exit (under ThreadSanitizer a SIGTERM delivered there was lost: no drain).
+TEST_P(LifecycleTest, OnlyTheReloadThreadTakesTheControlSignals) {
+  ASSERT_TRUE(start_server({"--drain-timeout", "3s"}));
+  Socket s = Socket::connect(port());
+  ASSERT_TRUE(s.valid()) << s.error();
+  ASSERT_TRUE(
+      s.send_all("GET /delay/400 HTTP/1.1\r\nHost: test\r\n\r\n"));  // a connection's thread
+  std::this_thread::sleep_for(150ms);
+  auto bit = [](int sig) { return 1ULL << (sig - 1); };
+  const unsigned long long control = bit(SIGTERM) | bit(SIGINT) | bit(SIGHUP) | bit(SIGUSR1);
+  int reloaders = 0;
+  const auto threads = blocked_signals(server_.pid());  // prefork: the master's (workers: theirs)
+  for (const auto& [name, mask] : threads) {
+    if (name == "gearbox-reload") {
+      ++reloaders;
+      EXPECT_EQ(mask & control, 0U) << "the reload thread, waiting, blocks some of them";
+    } else {
+      EXPECT_EQ(mask & control, control) << "thread " << name << " may take a control signal";
+    }
+  }
+  EXPECT_EQ(reloaders, 1);
+  EXPECT_GE(threads.size(), 2U);
+  HttpResponse r = s.read_response(3s);
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 200);
 }
 
 TEST_P(LifecycleTest, StopsAcceptingAfterSigterm) {
