@@ -52,6 +52,7 @@ Wants Connection::wants() const {
     }
   }
   w.client_write = s.to_client.pending();
+  w.client_data_held = s.data_held;
   w.client_shutdown_write = s.shut_wr;
   if (s.proxy) {
     s.proxy->fill_wants(w);

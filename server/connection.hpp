@@ -38,6 +38,10 @@ struct Context {
   // buffer, and Wants::client_read stays empty except while a request body is read (the core
   // holds its buffer then anyway), when the driver may read into the span as well.
   bool driver_owns_input = false;
+  // With driver_owns_input: the driver keeps the bytes it handed to on_client_data() unchanged
+  // while Wants::client_data_held says so. An echoed body piece is then written from them
+  // (zero copy) instead of being copied into an input buffer first.
+  bool driver_keeps_data = false;
   bool draining = false;  // set by the driver before calling on_drain()
   // Reload (SIGHUP): the epoch of the configuration this connection was accepted under, and
   // where the epoch in force is published (shared memory in prefork). Once they differ, each
@@ -82,6 +86,10 @@ struct Wants {
   bool client_data = false;
   std::span<char> client_read;
   std::span<const iovec> client_write;
+  // client_write points into bytes handed to on_client_data() (only with the context's
+  // driver_keeps_data): every buffer handed over since this was last false must stay unchanged
+  // until it is false again (it turns false once such a write is done, or abandoned).
+  bool client_data_held = false;
   bool client_shutdown_write = false;  // shutdown(SHUT_WR) once, then keep serving the slots
 
   const Endpoint* upstream_connect = nullptr;  // open a connection to this endpoint
@@ -111,7 +119,8 @@ class Connection {
   // parsed in place; what the core must keep (a partial head, a body piece, pipelined requests
   // it cannot answer yet) is copied into an input buffer. Returns how many bytes it took: all,
   // or fewer (at least one) when its buffer is full; the driver offers the rest again once
-  // client_data is wanted again. The memory may be reused as soon as the call returns.
+  // client_data is wanted again. The memory may be reused as soon as the call returns, unless
+  // the context's driver_keeps_data (then: once wants().client_data_held is false).
   std::size_t on_client_data(std::span<const char> bytes, TimePoint now);
   void on_client_written(std::size_t n, TimePoint now);
   void on_client_error(int err, TimePoint now);

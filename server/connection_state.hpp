@@ -108,6 +108,9 @@ struct Connection::State {
   // (never given back, never moved) until that read is reported: on_client_read() (or
   // on_client_data(), the driver's sign that it took no span) clears it.
   bool body_read_lent = false;
+  // A queued write points into bytes on_client_data() handed over (ctx.driver_keeps_data: an
+  // echoed body piece written from the driver's memory); cleared once to_client is empty.
+  bool data_held = false;
 
   Request request = Request::kIdle;
   Handler handler = Handler::kNone;
@@ -217,6 +220,7 @@ struct Connection::State {
   // the bytes that belong to the exchange under way.
   std::size_t written(std::size_t n) {
     to_client.consume(n);
+    data_held = data_held && !to_client.empty();
     const std::size_t batched = std::min(n, batch_unwritten);
     if (batched > 0) {
       batch_unwritten -= batched;
@@ -330,7 +334,7 @@ struct Connection::State {
       // Body bytes already arrived: the client did not wait, no 100 is owed (RFC 9110 §10.1.1).
       continue_pending = false;
     }
-    if (in_begin == in_end && !ext.empty() && request == Request::kBody) {
+    if (in_begin == in_end && !ext.empty() && request == Request::kBody && !echo_from_ext()) {
       spill_ext();  // body pieces must point into our own buffer: they outlive this call
     }
     const bool in_place = in_begin == in_end && !ext.empty();
@@ -352,6 +356,7 @@ struct Connection::State {
       client_deadline = now + cfg.header_timeout;
     }
     if (!st.body.empty()) {
+      data_held = data_held || in_place;  // the piece is written from the driver's bytes
       on_body(st.body, now);
     }
     switch (st.kind) {
@@ -377,6 +382,10 @@ struct Connection::State {
     }
     return true;
   }
+
+  // An echoed body piece in bytes being handed over is written from there, not copied first,
+  // when the driver keeps them until the write is done (Context::driver_keeps_data).
+  bool echo_from_ext() const { return ctx.driver_keeps_data && handler == Handler::kEchoBody; }
 
   // Where parsed request bytes go must have room before more is parsed (backpressure).
   bool sink_ready() const {
@@ -745,6 +754,7 @@ struct Connection::State {
       proxy->abandon();
     }
     to_client.clear();
+    data_held = false;
     batch.clear();
     batch_unwritten = 0;
     closing = true;

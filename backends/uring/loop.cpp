@@ -61,6 +61,7 @@ std::shared_ptr<LoopContext> Loop::context() {
     next->ctx = next->gen->context();
     next->ctx.buffers = &buffers_;
     next->ctx.driver_owns_input = true;  // received bytes are handed over from the buffer ring
+    next->ctx.driver_keeps_data = true;  // and kept while the core writes from them (echo)
     ctx_ = std::move(next);
   }
   return ctx_;

@@ -80,8 +80,8 @@ bool RingPump::quiet() const {
   // The receive must be armed: a connection whose receive ended (ENOBUFS, a hold cancel) needs
   // its coroutine to arm another.
   const Op& read = ops_[kClientRead];
-  if (!read.in_flight || read.cancelled || pending_ || drain_pending_ || killed_ || has_input() ||
-      client_eof_ || client_err_ != 0 || ufd() >= 0 || send_copy_ != nullptr) {
+  if (!read.in_flight || read.cancelled || pending_ || drain_pending_ || killed_ ||
+      !input_.empty() || client_eof_ || client_err_ != 0 || ufd() >= 0 || send_copy_ != nullptr) {
     return false;
   }
   bool still = true;
@@ -165,13 +165,12 @@ void RingPump::completed(Op& op, int res, unsigned flags) {
       in.data = spare_;
       spare_ = nullptr;
     }
-    if (in.data != nullptr) {
+    if (in.data != nullptr && in.end == 0) {
+      give_receive_buffer(in.data, in.buffer_id);  // no bytes in it: straight back
+    } else if (in.data != nullptr) {
       input_.push_back(in);
-      if (in.end == 0) {
-        pop_input();  // no bytes in it: straight back
-      }
     }
-    if (multishot_ && op.in_flight && input_.size() >= kHoldLimit) {
+    if (multishot_ && op.in_flight && input_.size() - held_ >= kHoldLimit) {
       cancel(op);
     }
     if (res <= 0) {
@@ -208,9 +207,17 @@ void RingPump::drop_upstream_result(Op& op) {
 }
 
 void RingPump::pop_input() {
-  const Input in = input_.front();
-  input_.erase(input_.begin());
+  const Input in = input_[held_];
+  input_.erase(input_.begin() + held_);
   give_receive_buffer(in.data, in.buffer_id);
+}
+
+void RingPump::release_held() {
+  for (std::size_t i = 0; i < held_; ++i) {
+    give_receive_buffer(input_[i].data, input_[i].buffer_id);
+  }
+  input_.erase(input_.begin(), input_.begin() + held_);
+  held_ = 0;
 }
 
 void RingPump::give_receive_buffer(char* data, int buffer_id) {
@@ -222,6 +229,7 @@ void RingPump::give_receive_buffer(char* data, int buffer_id) {
 }
 
 void RingPump::drop_input() {
+  release_held();
   while (has_input()) {
     pop_input();
   }
@@ -249,6 +257,9 @@ bool RingPump::step(core::Connection& c, core::Wants& w, core::TimePoint now) {
     w = c.wants();
     return true;
   };
+  if (held_ != 0 && !w.client_data_held) {
+    release_held();  // the core's writes no longer point into them
+  }
   if (w.client_shutdown_write && !shut_) {
     ::shutdown(fd_, SHUT_WR);
     shut_ = true;
@@ -314,9 +325,10 @@ bool RingPump::step(core::Connection& c, core::Wants& w, core::TimePoint now) {
     if (has_input()) {
       // The core parses the received bytes where they are and copies only what it keeps; a
       // lent span (a core not told that the driver owns its input) gets them copied in.
-      Input& in = input_.front();
+      Input& in = input_[held_];
       std::size_t n = in.end - in.begin;
-      if (w.client_read.empty()) {
+      bool handed = w.client_read.empty();
+      if (handed) {
         n = c.on_client_data({in.data + in.begin, n}, now);
       } else {
         n = std::min(w.client_read.size(), n);
@@ -324,7 +336,9 @@ bool RingPump::step(core::Connection& c, core::Wants& w, core::TimePoint now) {
         c.on_client_read(n, now);
       }
       in.begin += n;
-      if (in.begin == in.end) {
+      if (in.begin == in.end && handed) {
+        ++held_;  // given back by the next step unless the core's writes point into it
+      } else if (in.begin == in.end) {
         pop_input();
       }
       return refresh();

@@ -150,8 +150,9 @@ class RingPump final : public DeadlineEntry {
   void drop_upstream_result(Op& op);
   void drop_input();
   void pop_input();
+  void release_held();
   void give_receive_buffer(char* data, int buffer_id);
-  bool has_input() const { return !input_.empty(); }
+  bool has_input() const { return input_.size() > held_; }
 
   // The members are laid out for a small frame (a sleeping connection is its frame): the
   // descriptor in the deadline entry's padding, the flags together at the end (the rarely
@@ -167,7 +168,9 @@ class RingPump final : public DeadlineEntry {
 
  private:
   // Received client bytes the core has not taken yet, oldest first (they wait for it to want a
-  // read). A multishot receive may complete several times before the coroutine runs.
+  // read). A multishot receive may complete several times before the coroutine runs. The first
+  // held_ were taken whole, and are kept until the core's writes no longer point into them
+  // (Wants::client_data_held: an echoed body is sent from the buffer it was received in).
   struct Input {
     char* data;
     std::size_t begin;
@@ -204,6 +207,7 @@ class RingPump final : public DeadlineEntry {
   bool no_buffers_ : 1 = false;    // the ring was empty: the next receive uses a spare buffer
   bool starved_wait_ : 1 = false;  // in the loop's queue for a buffer (buffers_freed())
   bool overdraw_ : 1 = false;      // it waited too long: a spare past the loop's bound
+  std::uint8_t held_ = 0;          // input_'s first entries, taken and kept for the core
   std::uint8_t rests_ = 0;         // times it was idle (up to 2): only one that came back dozes
   std::uint8_t doze_slot_ = 0;     // its place in the loop's doze set while dozing_
 };

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <list>
 #include <map>
 #include <memory>
 #include <string>
@@ -90,6 +91,16 @@ class CoreHarness {
   std::vector<std::string> silent_upstreams;
   std::vector<std::string> resetting_upstreams;
 
+  // With owned input: keep each handed-over piece unchanged while the core's writes point into
+  // it (Context::driver_keeps_data, as the ring driver does), then scribble over it and free it
+  // once wants().client_data_held is false: a core that wrote from it later answers garbage
+  // (or ASan reports the use after free).
+  void keep_handed_data() { ctx_.driver_keeps_data = true; }
+  // Writes made while the core said it held handed-over bytes, and of those, the ones with a
+  // piece pointing into them (zero copy).
+  int held_writes() const { return held_writes_; }
+  int writes_from_handed_data() const { return writes_from_handed_data_; }
+
   // Put the connection to sleep whenever it can (Connection::can_sleep) once it waits for
   // input, as the ring driver does, and wake it for the next event.
   bool sleep_when_idle = false;
@@ -100,6 +111,9 @@ class CoreHarness {
     wake_if_asleep();
     for (int guard = 0; guard < 10'000'000; ++guard) {
       core::Wants w = conn_->wants();
+      if (!w.client_data_held || w.done) {
+        release_kept();
+      }
       if (w.done) {
         closed_ = true;
         close_mode_ = w.close_mode;
@@ -114,6 +128,10 @@ class CoreHarness {
           cap = std::min(cap, write_piece);
         }
         std::size_t total = 0;
+        if (w.client_data_held) {
+          ++held_writes_;
+          writes_from_handed_data_ += points_into_kept(w.client_write) ? 1 : 0;
+        }
         for (const iovec& v : w.client_write) {
           std::size_t n = std::min(v.iov_len, cap - total);
           output_.append(static_cast<const char*>(v.iov_base), n);
@@ -174,9 +192,12 @@ class CoreHarness {
         if (owned_input_ && !w.client_read.empty() && !hand_over_mid_body) {
           ++lent_reads_;  // mid-body: read into the core's span, as the ring driver does
         } else if (owned_input_) {
-          scratch_.assign(input_, in_pos_, n);
-          std::size_t taken = conn_->on_client_data(scratch_, now_);
-          std::fill(scratch_.begin(), scratch_.end(), '\xAA');
+          std::string& bytes = ctx_.driver_keeps_data ? kept_.emplace_back() : scratch_;
+          bytes.assign(input_, in_pos_, n);
+          std::size_t taken = conn_->on_client_data(bytes, now_);
+          if (!ctx_.driver_keeps_data) {
+            std::fill(scratch_.begin(), scratch_.end(), '\xAA');
+          }
           if (taken == 0 || taken > n) {
             GEARBOX_HARNESS_FAILURE() << "on_client_data took " << taken << " of " << n;
             return;
@@ -275,6 +296,23 @@ class CoreHarness {
       conn_->wake(ctx_, core::Peer{peer_.address, nullptr}, asleep_deadline_, now_);
     }
   }
+  void release_kept() {
+    for (std::string& bytes : kept_) {
+      std::fill(bytes.begin(), bytes.end(), '\xAA');
+    }
+    kept_.clear();
+  }
+  bool points_into_kept(std::span<const iovec> iov) const {
+    for (const iovec& v : iov) {
+      const char* p = static_cast<const char*>(v.iov_base);
+      for (const std::string& bytes : kept_) {
+        if (p >= bytes.data() && p < bytes.data() + bytes.size()) {
+          return true;
+        }
+      }
+    }
+    return false;
+  }
   bool listed(const std::vector<std::string>& endpoints) const {
     return std::find(endpoints.begin(), endpoints.end(), endpoint_) != endpoints.end();
   }
@@ -286,6 +324,7 @@ class CoreHarness {
   bool owned_input_ = false;
   core::BufferPool buffers_;  // outlives conn_
   std::string scratch_;
+  std::list<std::string> kept_;  // handed over, kept for the core (keep_handed_data)
   core::TimePoint now_ = core::TimePoint{} + std::chrono::hours(1);
   std::unique_ptr<core::Connection> conn_;
   std::string input_;
@@ -309,6 +348,8 @@ class CoreHarness {
   int reuses_ = 0;
   int client_writes_ = 0;
   int lent_reads_ = 0;
+  int held_writes_ = 0;
+  int writes_from_handed_data_ = 0;
   int sleeps_ = 0;
   core::TimePoint asleep_deadline_ = core::kNever;
 };

@@ -17,13 +17,17 @@ using namespace std::chrono_literals;
 // How the harness hands the client's bytes over: read into the span the core lends (a blocking
 // pump), or from the driver's own memory (on_client_data, a ring's provided buffers) with the
 // body read into the span the core lends mid-body (as the ring driver does) or handed over too;
-// or as the ring driver, the connection put to sleep whenever it can (Connection::sleep).
-enum class Input { kLent, kOwned, kOwnedHandOverBody, kOwnedSleeping };
+// or as the ring driver, the connection put to sleep whenever it can (Connection::sleep); or
+// handed over (body too) and kept while the core writes from them (Context::driver_keeps_data).
+enum class Input { kLent, kOwned, kOwnedHandOverBody, kOwnedSleeping, kOwnedKept };
 
 std::string run_script(const std::string& in, std::size_t piece = 0, std::size_t write_piece = 0,
                        core::Config cfg = {}, Input input = Input::kLent) {
   CoreHarness h(cfg, input != Input::kLent);
-  h.hand_over_mid_body = input == Input::kOwnedHandOverBody;
+  h.hand_over_mid_body = input == Input::kOwnedHandOverBody || input == Input::kOwnedKept;
+  if (input == Input::kOwnedKept) {
+    h.keep_handed_data();
+  }
   h.sleep_when_idle = input == Input::kOwnedSleeping;
   h.piece = piece;
   h.write_piece = write_piece;
@@ -38,12 +42,13 @@ std::string run_script(const std::string& in, std::size_t piece = 0, std::size_t
 // then put to sleep whenever it can (Connection::sleep).
 void expect_split_invariant(const std::string& in, core::Config cfg = {}) {
   const std::string whole = run_script(in, 0, 0, cfg);
-  for (Input input :
-       {Input::kLent, Input::kOwned, Input::kOwnedHandOverBody, Input::kOwnedSleeping}) {
+  for (Input input : {Input::kLent, Input::kOwned, Input::kOwnedHandOverBody, Input::kOwnedSleeping,
+                      Input::kOwnedKept}) {
     const char* how = input == Input::kLent    ? ""
                       : input == Input::kOwned ? " (handed over, body read into the lent span)"
                       : input == Input::kOwnedHandOverBody ? " (handed over, body too)"
-                                                           : " (handed over, sleeping when idle)";
+                      : input == Input::kOwnedSleeping     ? " (handed over, sleeping when idle)"
+                                                           : " (handed over and kept)";
     for (std::size_t piece = 1; piece <= in.size(); piece += (piece < 64 ? 1 : 97)) {
       ASSERT_EQ(run_script(in, piece, 0, cfg, input), whole) << "read piece " << piece << how;
     }
@@ -501,6 +506,51 @@ TEST(ConnectionOwnedInput, APoolOfLargerBuffersMovesABodyInLargerPieces) {
   EXPECT_TRUE(h.output().ends_with("\r\n\r\n" + body)) << h.output().size();
   EXPECT_LE(h.client_writes(), 1 + static_cast<int>(body.size() / kBig) + 1);
   EXPECT_FALSE(h.conn().holds_buffers());
+}
+
+TEST(ConnectionOwnedInput, AnEchoedBodyIsWrittenFromTheKeptBytesNotCopied) {
+  // A driver that keeps what it handed over (the ring's provided buffer) until the write is
+  // done: the body goes out from there, no input buffer is taken, and the bytes are let go
+  // once written (the harness scribbles over them then: the next answer must not need them).
+  CoreHarness h({}, true);
+  h.keep_handed_data();
+  const std::string body(4096, 'b');
+  h.send("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 4096\r\n\r\n" + body +
+         "POST /e HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+         "GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n");
+  h.run();
+  const std::string& out = h.output();
+  const std::size_t first = out.find("\r\n\r\n" + body + "HTTP/1.1 200 OK\r\n");
+  ASSERT_NE(first, std::string::npos) << out;
+  EXPECT_NE(out.find("\r\n\r\n3\r\nabc\r\n0\r\n\r\n", first), std::string::npos) << out;
+  EXPECT_TRUE(out.ends_with(kPlaintextResponse)) << out;
+  EXPECT_EQ(h.writes_from_handed_data(), 1) << "the 4 KiB body was not written from the bytes";
+  EXPECT_EQ(h.held_writes(), 1);
+  EXPECT_FALSE(h.conn().wants().client_data_held);
+  EXPECT_FALSE(h.conn().holds_buffers());
+}
+
+TEST(ConnectionOwnedInput, KeptBytesAreLetGoWhenTheExchangeIsAbandoned) {
+  // The client stops reading the echo and then resets: the write that pointed into the kept
+  // bytes is abandoned, and so is the hold.
+  CoreHarness h({}, true);
+  h.keep_handed_data();
+  h.client_window = 0;
+  h.send("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+  h.run();
+  EXPECT_TRUE(h.conn().wants().client_data_held);
+  h.conn().on_client_error(ECONNRESET, h.now());
+  h.run();
+  EXPECT_TRUE(h.closed());
+}
+
+TEST(ConnectionOwnedInput, WithoutKeepingNothingPointsIntoHandedOverBytes) {
+  CoreHarness h({}, true);
+  h.send("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+  h.client_window = 0;
+  h.run();
+  EXPECT_FALSE(h.conn().wants().client_data_held);
+  EXPECT_TRUE(h.conn().holds_buffers()) << "the body was not copied into an input buffer";
 }
 
 TEST(ConnectionOwnedInput, PipelinedFloodTakesWhatFitsAndTheRestLater) {
