@@ -11,8 +11,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -493,18 +495,36 @@ TEST_P(ProxyFaultTest, GatewayTimeoutWhenUpstreamStopsReadingPastProxySendTimeou
 }
 
 // Connections from the server under test to 127.0.0.1:`port` that still hold a descriptor
-// (any TCP state but TIME_WAIT), from /proc/net/tcp.
-int held_connections_to(int port) {
+// (any TCP state but TIME_WAIT), from /proc/net/tcp: those whose socket is open in the server's
+// process tree. Not every line to that port: a port is reused, and the lingering sockets of an
+// earlier server's clients (a test run alongside) would count.
+int held_connections_to(const ServerProcess& server, int port) {
+  std::set<unsigned long> inodes;
+  std::vector<pid_t> pids = server.children();  // prefork's workers
+  pids.push_back(server.pid());
+  for (pid_t pid : pids) {
+    std::error_code ec;
+    for (const auto& e :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+      unsigned long inode = 0;
+      const std::string target = std::filesystem::read_symlink(e.path(), ec).string();
+      if (std::sscanf(target.c_str(), "socket:[%lu]", &inode) == 1) {
+        inodes.insert(inode);
+      }
+    }
+  }
   std::ifstream in("/proc/net/tcp");
   std::string line;
   std::getline(in, line);
   int n = 0;
   while (std::getline(in, line)) {
     unsigned sl, local_port, remote_port, state;
+    unsigned long inode = 0;
     char local[16], remote[16];
-    if (std::sscanf(line.c_str(), " %u: %8[0-9A-F]:%X %8[0-9A-F]:%X %X", &sl, local, &local_port,
-                    remote, &remote_port, &state) == 6 &&
-        static_cast<int>(remote_port) == port && state != 0x06) {
+    if (std::sscanf(line.c_str(),
+                    " %u: %8[0-9A-F]:%X %8[0-9A-F]:%X %X %*X:%*X %*X:%*X %*X %*u %*u %lu", &sl,
+                    local, &local_port, remote, &remote_port, &state, &inode) == 7 &&
+        static_cast<int>(remote_port) == port && state != 0x06 && inodes.count(inode) != 0) {
       ++n;
     }
   }
@@ -552,7 +572,7 @@ TEST_P(ProxyFaultTest, DescriptorsSettleAfterLoadToTheKeepaliveBoundThenToTheSta
   // prefork worker, one per process otherwise).
   std::this_thread::sleep_for(200ms);
   const int pools = prefork ? static_cast<int>(server_.children().size()) : 1;
-  const int held = held_connections_to(fake_.port());
+  const int held = held_connections_to(server_, fake_.port());
   std::printf("%s: %d upstream connections made, %d held after the load (bound %d x %d)\n",
               GetParam().c_str(), fake_.connections(), held, kKeep, pools);
   EXPECT_LE(held, kKeep * pools) << "more idle upstream connections than --proxy-keepalive";
@@ -560,9 +580,9 @@ TEST_P(ProxyFaultTest, DescriptorsSettleAfterLoadToTheKeepaliveBoundThenToTheSta
   bool settled = false;
   for (int i = 0; i < 50 && !settled; ++i) {
     std::this_thread::sleep_for(100ms);
-    settled = held_connections_to(fake_.port()) == 0;
+    settled = held_connections_to(server_, fake_.port()) == 0;
   }
-  EXPECT_TRUE(settled) << held_connections_to(fake_.port())
+  EXPECT_TRUE(settled) << held_connections_to(server_, fake_.port())
                        << " upstream connections still held 5 s after the load";
   if (!prefork) {  // prefork's worker count follows the load, and its descriptors with it
     int fds_after = server_.open_fds();
