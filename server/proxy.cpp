@@ -72,7 +72,7 @@ void ProxyLeg::on_request_head(TimePoint now) {
   }
   group_ = route->group;
   target_.clear();
-  Router::write_target(target_, *route, h.target);
+  Router::write_target(target_, *route, h.target, h.method_kind == http::Method::kOptions);
   parser_.expect(h.method_kind);
   connect_next(now);
 }

@@ -14,15 +14,22 @@ struct SplitTarget {
   std::string_view authority;  // absolute-form only
   std::string_view path;       // begins with '/'
   std::string_view query;      // "" or begins with '?'
+  bool no_path = false;        // absolute-form with an empty path: `path` is "/"
 };
 
 bool starts_with_nocase(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && http::iequals(s.substr(0, prefix.size()), prefix);
 }
 
-// Splits origin-form and http(s) absolute-form targets; false for every other form.
+// Splits origin-form and http(s) absolute-form targets, and the asterisk-form (a server-wide
+// OPTIONS: the parser refuses "*" with any other method), which is routed as "/" is; false for
+// every other form.
 bool split(std::string_view target, SplitTarget* out) {
   std::string_view rest;
+  if (target == "*") {
+    out->path = "/";
+    return true;
+  }
   if (!target.empty() && target.front() == '/') {
     rest = target;
   } else {
@@ -47,6 +54,7 @@ bool split(std::string_view target, SplitTarget* out) {
   out->query = q == std::string_view::npos ? std::string_view() : rest.substr(q);
   if (out->path.empty()) {
     out->path = "/";  // RFC 9112 §3.2.1: an empty path is sent as "/"
+    out->no_path = true;
   }
   return true;
 }
@@ -167,10 +175,17 @@ std::string_view Router::authority(std::string_view target) {
   return split(target, &t) ? t.authority : std::string_view();
 }
 
-void Router::write_target(std::string& out, const RouteMatch& route, std::string_view target) {
+void Router::write_target(std::string& out, const RouteMatch& route, std::string_view target,
+                          bool options) {
   SplitTarget t;
   if (!split(target, &t)) {
     out.push_back('/');
+    return;
+  }
+  // RFC 9110 §9.3.7: a server-wide OPTIONS stays one, and an absolute-form OPTIONS with an empty
+  // path and no query is sent in asterisk-form.
+  if (target == "*" || (options && t.no_path && t.query.empty())) {
+    out.push_back('*');
     return;
   }
   std::string_view path = t.path;

@@ -36,7 +36,9 @@ class Router {
   // selects an upstream, so this is not an open proxy), and no "." / ".." path segment (also
   // percent-encoded), which an upstream could resolve to step outside the routed prefix.
   // An authority with userinfo ("user@host") is refused too (RFC 9110 §4.2.4).
-  // asterisk-form ("*"), authority-form and anything else are not: the core answers 400.
+  // The asterisk-form ("*", which the parser allows for OPTIONS only) is routed as "/" is, and
+  // sent on as "*" (HAProxy; nginx answers 400). Authority-form and anything else are not: the
+  // core answers 400.
   static bool routable(std::string_view target);
 
   // The route for a target: the longest configured prefix that matches on a segment boundary
@@ -48,7 +50,10 @@ class Router {
   // Appends the origin-form target to send upstream for a target that matched `route`: the
   // path (the prefix removed when route.strip_prefix, always keeping a leading '/') and then
   // the query unchanged. Absolute-form targets are reduced to their path and query.
-  static void write_target(std::string& out, const RouteMatch& route, std::string_view target);
+  // `options` (an OPTIONS request): an absolute-form target with an empty path and no query is
+  // sent as "*" (RFC 9110 §9.3.7); "*" itself always is.
+  static void write_target(std::string& out, const RouteMatch& route, std::string_view target,
+                           bool options = false);
 
   // The authority ("host[:port]") of a routable absolute-form target, which a proxy sends as
   // Host in place of the received Host field (RFC 9112 §3.2.2); empty for origin-form.

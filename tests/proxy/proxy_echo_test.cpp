@@ -183,6 +183,20 @@ TEST_P(ProxyEchoTest, AbsoluteFormTargetSetsHostFromItsAuthority) {
   EXPECT_EQ(userinfo.status, 400) << userinfo.raw_head << userinfo.error;
 }
 
+// RFC 9110 §9.3.7: a server-wide OPTIONS reaches the upstream as one, also when it came in
+// absolute-form with an empty path (HAProxy forwards it; nginx answers 400).
+TEST_P(ProxyEchoTest, ServerWideOptionsIsForwardedInAsteriskForm) {
+  start_pair();
+  std::string seen = upstream_view("OPTIONS * HTTP/1.1\r\nHost: app\r\n\r\n");
+  EXPECT_TRUE(seen.starts_with("OPTIONS * HTTP/1.1\r\n")) << seen;
+  EXPECT_EQ(head_values(seen, "Host"), std::vector<std::string>{"app"}) << seen;
+  seen = upstream_view("OPTIONS http://other.example:8080 HTTP/1.1\r\nHost: app\r\n\r\n");
+  EXPECT_TRUE(seen.starts_with("OPTIONS * HTTP/1.1\r\n")) << seen;
+  EXPECT_EQ(head_values(seen, "Host"), std::vector<std::string>{"other.example:8080"}) << seen;
+  seen = upstream_view("OPTIONS http://other.example:8080/ HTTP/1.1\r\nHost: app\r\n\r\n");
+  EXPECT_TRUE(seen.starts_with("OPTIONS / HTTP/1.1\r\n")) << seen;
+}
+
 TEST_P(ProxyEchoTest, ForwardedForAppendedForTrustedProxy) {
   start_pair({"--trusted-proxy", "127.0.0.1/32"});
   std::string seen =
@@ -245,8 +259,9 @@ TEST_P(ProxyEchoTest, RoutesByPrefixAndRejectsUnroutableTargets) {
   HttpResponse miss = exchange(port(), "GET /other HTTP/1.1\r\nHost: app\r\n\r\n");
   ASSERT_TRUE(miss.ok()) << miss.error;
   EXPECT_EQ(miss.status, 404) << miss.raw_head;
+  // A server-wide OPTIONS goes where "/" would: nowhere here.
   HttpResponse star = exchange(port(), "OPTIONS * HTTP/1.1\r\nHost: app\r\n\r\n");
-  EXPECT_EQ(star.status, 400) << star.raw_head << star.error;
+  EXPECT_EQ(star.status, 404) << star.raw_head << star.error;
   HttpResponse dots = exchange(port(), "GET /api/../secret HTTP/1.1\r\nHost: app\r\n\r\n");
   EXPECT_EQ(dots.status, 400) << dots.raw_head << dots.error;
 }

@@ -121,10 +121,33 @@ TEST(Router, AbsoluteFormIsMatchedByPathAndNeverPicksUpstream) {
   EXPECT_EQ(upstream_target(r, "http://evil.example?q"), "/?q");
 }
 
-TEST(Router, AsteriskAndAuthorityFormsAreNotRoutable) {
+// A server-wide OPTIONS goes where "/" goes and stays server-wide (RFC 9110 §9.3.7), also when
+// it came in absolute-form with an empty path.
+TEST(Router, AsteriskFormIsRoutedAsTheRootAndSentAsAnAsterisk) {
+  auto gs = groups({"api", "root"});
+  Router r({{"/api", "api", true}, {"/", "root", true}}, gs);
+  EXPECT_TRUE(Router::routable("*"));
+  EXPECT_EQ(routed_group(r, gs, "*"), "root");
+  EXPECT_EQ(upstream_target(r, "*"), "*");
+  EXPECT_EQ(Router::authority("*"), "");
+  const RouteMatch* m = r.match("http://h");
+  ASSERT_NE(m, nullptr);
+  std::string out;
+  Router::write_target(out, *m, "http://h", true);
+  EXPECT_EQ(out, "*");
+  for (std::string_view t : {"http://h/", "http://h?q", "/"}) {
+    out.clear();
+    Router::write_target(out, *r.match(t), t, true);
+    EXPECT_NE(out, "*") << t;
+  }
+  Router only_api({{"/api", "api", false}}, gs);
+  EXPECT_EQ(only_api.match("*"), nullptr);  // nothing serves "/": 404
+}
+
+TEST(Router, AuthorityFormAndOthersAreNotRoutable) {
   auto gs = groups({"root"});
   Router r({}, gs);
-  for (std::string_view t : {"*", "example.com:443", "", "ftp://x/y", "http:///nohost", "api/x"}) {
+  for (std::string_view t : {"example.com:443", "", "ftp://x/y", "http:///nohost", "api/x"}) {
     EXPECT_FALSE(Router::routable(t)) << t;
     EXPECT_EQ(r.match(t), nullptr) << t;
   }
