@@ -122,7 +122,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="seconds of load per run (default 4; --smoke 1, --quick 2)")
     p.add_argument("--repeat", type=int, default=3,
                    help="runs per backend x scenario (default 3; the idle and open-loop "
-                        "scenarios run once)")
+                        "scenarios run once, proxy 2 more times when above 1: it is "
+                        "client-bound, the noisiest)")
     p.add_argument("--quick", action="store_true",
                    help="the quick preset: 2 s per run, once, c10k 8 s, every other open-loop "
                         "rate, the peers (under 10 minutes on 2 cores; the full run is under 45)")

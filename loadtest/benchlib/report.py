@@ -487,6 +487,14 @@ def overview(data: dict, summary: dict) -> list[str]:
     return out
 
 
+def more_runs(data: dict) -> str:
+    """" (proxy 5 ×: ...)" for the scenarios that run more often than --repeat says."""
+    ran = {s["name"] for s in data["scenarios"]}
+    more = [f"{sc.name} {sc.runs(data['repeat'])} ×" for sc in SCENARIOS
+            if sc.name in ran and sc.runs(data["repeat"]) > data["repeat"]]
+    return f" ({', '.join(more)}: client-bound, so the noisiest)" if more else ""
+
+
 def render(data: dict, summary: dict, chart_dir: str) -> str:
     h = data["host"]
     lines = [
@@ -495,7 +503,7 @@ def render(data: dict, summary: dict, chart_dir: str) -> str:
         f"{h.get('time', '')} · {h.get('cpu_model', 'unknown CPU')} · {h['cpus']} CPUs · "
         f"Linux {h['kernel']} · server on CPU {h['server_cpus']}, wrk and upstream on CPU "
         f"{h['client_cpus']} · {data['repeat']} × {data['duration_s']:g} s per backend and "
-        f"scenario, interleaved; medians with (min–max)."
+        f"scenario{more_runs(data)}, interleaved; medians with (min–max)."
         + (" **Smoke run: 1 s, reduced connections; not a measurement.**" if data["smoke"] else "")
         + (" Quick preset: one run each, so no min–max; shorter runs than the full one."
            if data.get("quick") else "")

@@ -404,11 +404,11 @@ def derive(plan: Plan, rec: dict, figures: dict, cost: dict, cpu_marks: list[tup
         rec["status"] = "error"
 
 
-def progress(i: int, total: int, rec: dict, repeat: int, eta_s: float | None = None) -> str:
+def progress(i: int, total: int, rec: dict, runs: int, eta_s: float | None = None) -> str:
     eta = f" ETA {eta_s / 60:.0f} min" if eta_s is not None and eta_s >= 60 else \
         f" ETA {eta_s:.0f} s" if eta_s is not None else ""
     head = (f"[{i:>3}/{total}{eta}] {rec['backend']:<8} {rec['scenario']:<10} "
-            f"run {rec['rep'] + 1}/{repeat}: ")
+            f"run {rec['rep'] + 1}/{runs}: ")
     d = rec.get("derived")
     if rec["status"] in ("start-failed", "skipped", "unavailable"):
         return head + f"{rec['status'].upper()}: {rec['problems'][0]}"
@@ -440,9 +440,9 @@ def progress(i: int, total: int, rec: dict, repeat: int, eta_s: float | None = N
 def schedule(plan: Plan) -> tuple[list[tuple[int, Scenario, Target]], list[float]]:
     """Every run in order (repeat, scenario, target), and each one's planned seconds."""
     order = []
-    for rep in range(plan.repeat):
+    for rep in range(max((sc.runs(plan.repeat) for sc in plan.scenarios), default=0)):
         for sc in plan.scenarios:
-            if rep > 0 and sc.once:
+            if rep >= sc.runs(plan.repeat):
                 continue
             for t in targets_for(plan, sc):
                 order.append((rep, sc, t))
@@ -473,7 +473,7 @@ def run_matrix(plan: Plan, say=print) -> list[dict]:
                     skip_peer[t.base] = rec["problems"][0]
             records.append(rec)
             pace = (time.monotonic() - t0) / max(1e-9, sum(planned[:i]))
-            say(progress(i, len(order), rec, plan.repeat, sum(planned[i:]) * pace))
+            say(progress(i, len(order), rec, sc.runs(plan.repeat), sum(planned[i:]) * pace))
             sys.stdout.flush()
     finally:
         upstream.stop()

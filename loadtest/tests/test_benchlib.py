@@ -473,6 +473,21 @@ class Targets(unittest.TestCase):
         self.assertEqual(len(self.labels(plan, "open")),
                          (len(plan.backends) + 2) * len(matrix.OPEN_RATES))
 
+    def test_the_proxy_runs_twice_more_than_repeat_and_the_once_scenarios_once(self):
+        def runs(plan, name):
+            order, planned = runner.schedule(plan)
+            self.assertEqual(len(order), len(planned))
+            reps = [rep for rep, sc, t in order if sc.name == name and t.label == "nginx"]
+            self.assertEqual(reps, sorted(reps))
+            return len(reps)
+        self.assertEqual(runs(self.plan(repeat=3), "proxy"), 5)
+        self.assertEqual(runs(self.plan(repeat=3), "plaintext"), 3)
+        self.assertEqual(runs(self.plan(repeat=3), "idle-1k"), 1)
+        self.assertEqual(runs(self.plan(repeat=1), "proxy"), 1)
+        data = {"repeat": 3, "scenarios": [{"name": "proxy"}, {"name": "plaintext"}]}
+        self.assertIn("proxy 5 ×", report.more_runs(data))
+        self.assertEqual(report.more_runs({"repeat": 1, "scenarios": [{"name": "proxy"}]}), "")
+
     def test_smoke_and_quick_are_smaller(self):
         smoke = self.plan(smoke=True)
         self.assertEqual(self.labels(smoke, "idle-10k"), [])
