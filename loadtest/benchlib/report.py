@@ -488,7 +488,8 @@ def overview(data: dict, summary: dict) -> list[str]:
 
 
 def more_runs(data: dict) -> str:
-    """" (proxy 5 ×: ...)" for the scenarios that run more often than --repeat says."""
+    """The header's aside on the scenarios that run more often than --repeat says, e.g.
+    ' (proxy 5 ×: ...)'; empty when none does."""
     ran = {s["name"] for s in data["scenarios"]}
     more = [f"{sc.name} {sc.runs(data['repeat'])} ×" for sc in SCENARIOS
             if sc.name in ran and sc.runs(data["repeat"]) > data["repeat"]]
